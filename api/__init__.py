@@ -1,0 +1,1 @@
+"""tenantgate api layer."""

@@ -1,0 +1,50 @@
+"""create_app(settings): the one place where layers are wired into an ASGI application."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from api.errors import install_error_handlers
+from api.routers import health, me, token
+from api.runtime import lifespan
+from config.settings import Settings, get_settings
+from policies.scopes import SCOPES
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    app = FastAPI(
+        title="tenantgate",
+        version="0.1.0",
+        summary="Authenticated multi-tenant API platform",
+        lifespan=lifespan(settings),
+        debug=False,
+        redoc_url=None,
+        swagger_ui_init_oauth={"usePkceWithAuthorizationCodeGrant": False},
+    )
+    install_error_handlers(app)
+    for router in (token.router, health.router, me.router):
+        app.include_router(router)
+    _document_scopes(app)
+    return app
+
+
+def _document_scopes(app: FastAPI) -> None:
+    """Publish the scope catalogue in the OAuth2 password flow, so /docs can ask for scopes."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title, version=app.version, summary=app.summary, routes=app.routes
+            )
+            schemes = schema.get("components", {}).get("securitySchemes", {})
+            for scheme in schemes.values():
+                if scheme.get("type") == "oauth2":
+                    scheme["flows"]["password"]["scopes"] = dict(SCOPES)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

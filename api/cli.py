@@ -1,0 +1,241 @@
+"""The `tenantgate` command: database, serving, bootstrap and administration."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import secrets
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from auth.keys import rotate
+from auth.passwords import Passwords, PasswordTooLong
+from config.settings import Settings, get_settings
+from policies.plans import PLANS
+from policies.roles import ROLES
+from policies.tenancy import SLUG_PATTERN
+from storage import accounts
+from storage.database import Database
+from storage.errors import Conflict, NotFound
+from storage.migrate import upgrade
+
+T = TypeVar("T")
+
+app = typer.Typer(help="tenantgate: authenticated multi-tenant API platform", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema", no_args_is_help=True)
+tenants_app = typer.Typer(help="Tenants", no_args_is_help=True)
+users_app = typer.Typer(help="Users", no_args_is_help=True)
+members_app = typer.Typer(help="Tenant memberships", no_args_is_help=True)
+keys_app = typer.Typer(help="Token signing keys", no_args_is_help=True)
+for sub, name in (
+    (db_app, "db"),
+    (tenants_app, "tenants"),
+    (users_app, "users"),
+    (members_app, "members"),
+    (keys_app, "keys"),
+):
+    app.add_typer(sub, name=name)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print the result as JSON")]
+
+
+def _settings() -> Settings:
+    return get_settings()
+
+
+def _fail(message: str, code: int = 1) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _output(result: dict[str, Any], as_json: bool, text: str) -> None:
+    typer.echo(json.dumps(result) if as_json else text)
+
+
+def _with_database(work: Callable[[Database], Awaitable[T]]) -> T:
+    async def run() -> T:
+        database = Database(_settings())
+        try:
+            return await work(database)
+        finally:
+            await database.dispose()
+
+    try:
+        return asyncio.run(run())
+    except (Conflict, NotFound) as error:
+        _fail(str(error))
+        raise  # unreachable: _fail exits
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply every pending migration."""
+    upgrade(_settings())
+    typer.echo("database is up to date")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    workers: Annotated[int, typer.Option(min=1, max=64)] = 1,
+) -> None:
+    """Serve the API with uvicorn."""
+    import uvicorn
+
+    uvicorn.run(
+        "api.asgi:app",
+        host=host,
+        port=port,
+        workers=workers,
+        proxy_headers=False,
+        server_header=False,
+        log_level=_settings().log_level.lower(),
+        timeout_graceful_shutdown=20,
+    )
+
+
+@app.command()
+def bootstrap(as_json: JsonFlag = False) -> None:
+    """Create a platform admin with a random one-time password, unless one exists."""
+    settings = _settings()
+    password = secrets.token_urlsafe(18)
+    email = "admin@tenantgate.local"
+
+    async def work(database: Database) -> bool:
+        passwords = Passwords(settings)
+        try:
+            async with database.write() as connection:
+                if await accounts.has_platform_admin(connection):
+                    return False
+                password_hash = await passwords.hash(password)
+                await accounts.create_user(
+                    connection,
+                    email,
+                    password_hash,
+                    platform_admin=True,
+                    must_change_password=True,
+                )
+                return True
+        finally:
+            passwords.close()
+
+    if _with_database(work):
+        _output(
+            {"email": email, "password": password},
+            as_json,
+            f"platform admin created: {email}\none-time password (shown once): {password}",
+        )
+    else:
+        _output({"email": None}, as_json, "a platform admin exists; nothing to do")
+
+
+@tenants_app.command("create")
+def tenants_create(
+    slug: str,
+    name: Annotated[str | None, typer.Option(help="Display name (default: the slug)")] = None,
+    plan: Annotated[str, typer.Option(help=f"One of: {', '.join(PLANS)}")] = "free",
+    as_json: JsonFlag = False,
+) -> None:
+    """Create a tenant."""
+    if not re.fullmatch(SLUG_PATTERN, slug):
+        _fail("SLUG must be 3-40 characters of a-z, 0-9 and '-'", 2)
+    if plan not in PLANS:
+        _fail(f"--plan must be one of: {', '.join(PLANS)}", 2)
+
+    async def work(database: Database) -> None:
+        async with database.write() as connection:
+            await accounts.create_tenant(connection, slug, name or slug, plan)
+
+    _with_database(work)
+    _output({"slug": slug, "name": name or slug, "plan": plan}, as_json, f"tenant {slug} created")
+
+
+@users_app.command("create")
+def users_create(
+    email: str,
+    password_stdin: Annotated[bool, typer.Option(help="Read the password from stdin")] = False,
+    platform_admin: Annotated[bool, typer.Option(help="Grant platform:admin")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Create a user; without --password-stdin a random one-time password is printed."""
+    if "@" not in email or len(email) > 320:
+        _fail("EMAIL is not an email address", 2)
+    settings = _settings()
+    generated = not password_stdin
+    password = secrets.token_urlsafe(18) if generated else sys.stdin.readline().rstrip("\n")
+    if not password:
+        _fail("empty password on stdin", 2)
+
+    async def work(database: Database) -> str:
+        passwords = Passwords(settings)
+        try:
+            password_hash = await passwords.hash(password)
+        except PasswordTooLong as error:
+            _fail(str(error), 2)
+        finally:
+            passwords.close()
+        async with database.write() as connection:
+            return await accounts.create_user(
+                connection,
+                email,
+                password_hash,
+                platform_admin=platform_admin,
+                must_change_password=generated,
+            )
+
+    user_id = _with_database(work)
+    result: dict[str, Any] = {"id": user_id, "email": accounts.normalise_email(email)}
+    text = f"user {result['email']} created ({user_id})"
+    if generated:
+        result["password"] = password
+        text += f"\none-time password (shown once): {password}"
+    _output(result, as_json, text)
+
+
+@members_app.command("add")
+def members_add(
+    tenant: str,
+    email: str,
+    role: Annotated[str, typer.Option(help=f"One of: {', '.join(ROLES)}")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Make an existing user a member of a tenant."""
+    if role not in ROLES:
+        _fail(f"--role must be one of: {', '.join(ROLES)}", 2)
+
+    async def work(database: Database) -> str:
+        async with database.write() as connection:
+            user_id = await accounts.user_id_by_email(connection, email)
+            if user_id is None:
+                raise NotFound("user")
+            await accounts.add_member(connection, tenant, user_id, role)
+            return user_id
+
+    user_id = _with_database(work)
+    _output(
+        {"tenant": tenant, "user_id": user_id, "role": role},
+        as_json,
+        f"{email} is now {role} of {tenant}",
+    )
+
+
+@keys_app.command("rotate")
+def keys_rotate(as_json: JsonFlag = False) -> None:
+    """Activate a new signing key; the previous one verifies until its tokens expire."""
+    settings = _settings()
+
+    async def work(database: Database) -> str:
+        async with database.write() as connection:
+            return await rotate(connection, settings.signing_algorithm)
+
+    kid = _with_database(work)
+    _output({"kid": kid}, as_json, f"active signing key: {kid}")
+
+
+def main() -> None:
+    app()

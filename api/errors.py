@@ -1,0 +1,222 @@
+"""Domain error -> HTTP response: the only module that knows both.
+
+RFC 6749 section 5.2 bodies on the token endpoints, RFC 9457 problem+json everywhere else,
+RFC 6750 WWW-Authenticate on 401 and 403. Problem types are documented in docs/problems.md.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from auth.errors import InvalidToken, MissingToken, OAuthError
+from policies.errors import (
+    GuardStateUnavailable,
+    InsufficientScope,
+    RateLimited,
+    TenantNotFound,
+    TenantSuspended,
+)
+from storage.errors import Conflict, NotFound, PreconditionFailed
+
+log = logging.getLogger("tenantgate.errors")
+
+PROBLEM_TYPE_BASE = "urn:tenantgate:problem:"
+REALM = 'Bearer realm="tenantgate"'
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+def problem(
+    request: Request,
+    status: int,
+    kind: str,
+    title: str,
+    detail: str | None = None,
+    *,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    body: dict[str, Any] = {"type": PROBLEM_TYPE_BASE + kind, "title": title, "status": status}
+    if detail:
+        body["detail"] = detail
+    body["instance"] = request.url.path
+    request_id = getattr(request.state, "request_id", None)
+    if request_id:
+        body["request_id"] = request_id
+    body.update(extra)
+    return JSONResponse(
+        body, status_code=status, headers=headers, media_type="application/problem+json"
+    )
+
+
+def oauth_error(error: OAuthError) -> JSONResponse:
+    headers = dict(NO_STORE)
+    status = 400
+    if error.error == "invalid_client":
+        status = 401
+        headers["WWW-Authenticate"] = 'Basic realm="tenantgate"'
+    if error.retry_after is not None:
+        status = 429
+        headers["Retry-After"] = str(error.retry_after)
+    body = {"error": error.error, "error_description": error.description}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _bearer_challenge(error: str, description: str, scope: str | None = None) -> str:
+    challenge = f'{REALM}, error="{error}", error_description="{description}"'
+    return challenge + (f', scope="{scope}"' if scope else "")
+
+
+async def _missing_token(request: Request, _: Exception) -> JSONResponse:
+    return problem(
+        request,
+        401,
+        "unauthenticated",
+        "Authentication required",
+        "Send an access token: Authorization: Bearer <token>",
+        headers={"WWW-Authenticate": REALM},
+    )
+
+
+async def _invalid_token(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, InvalidToken)
+    description = f"the access token is {error.reason.replace('_', ' ')}"
+    return problem(
+        request,
+        401,
+        "invalid-token",
+        "Invalid access token",
+        description,
+        headers={"WWW-Authenticate": _bearer_challenge("invalid_token", description)},
+    )
+
+
+async def _insufficient_scope(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, InsufficientScope)
+    scope = " ".join(sorted(error.required))
+    description = f"this operation needs the scope(s): {scope}"
+    return problem(
+        request,
+        403,
+        "insufficient-scope",
+        "Insufficient scope",
+        description,
+        headers={"WWW-Authenticate": _bearer_challenge("insufficient_scope", description, scope)},
+        required_scopes=sorted(error.required),
+    )
+
+
+async def _tenant_not_found(request: Request, _: Exception) -> JSONResponse:
+    return problem(request, 404, "tenant-not-found", "Tenant not found")
+
+
+async def _tenant_suspended(request: Request, _: Exception) -> JSONResponse:
+    return problem(
+        request,
+        403,
+        "tenant-suspended",
+        "Tenant suspended",
+        "this tenant is suspended; contact the platform operator",
+        headers={"WWW-Authenticate": REALM},
+    )
+
+
+async def _rate_limited(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, RateLimited)
+    return problem(
+        request,
+        429,
+        "rate-limited",
+        "Too many requests",
+        f"retry after {error.retry_after} seconds",
+        headers={"Retry-After": str(error.retry_after)},
+    )
+
+
+async def _guard_state_unavailable(request: Request, _: Exception) -> JSONResponse:
+    return problem(
+        request,
+        503,
+        "state-store-unavailable",
+        "Change not possible right now",
+        "the shared state store is unreachable, nothing was changed; retry shortly",
+        headers={"Retry-After": "5"},
+    )
+
+
+async def _oauth(_: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, OAuthError)
+    return oauth_error(error)
+
+
+async def _not_found(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, NotFound)
+    return problem(
+        request, 404, f"{error.resource}-not-found", f"{error.resource.title()} not found"
+    )
+
+
+async def _conflict(request: Request, error: Exception) -> JSONResponse:
+    return problem(request, 409, "conflict", "Conflict", str(error))
+
+
+async def _precondition(request: Request, error: Exception) -> JSONResponse:
+    return problem(request, 412, "precondition-failed", "Precondition failed", str(error))
+
+
+async def _validation(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, RequestValidationError)
+    # Never echo the input back: it may hold a password or a token.
+    errors = [
+        {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+        for e in error.errors()
+    ]
+    return problem(
+        request,
+        422,
+        "validation-error",
+        "Invalid request",
+        "the request does not match the schema",
+        errors=errors,
+    )
+
+
+async def _http(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, StarletteHTTPException)
+    kind = {404: "not-found", 405: "method-not-allowed", 413: "payload-too-large"}.get(
+        error.status_code, "http-error"
+    )
+    return problem(
+        request, error.status_code, kind, str(error.detail), headers=dict(error.headers or {})
+    )
+
+
+async def _unexpected(request: Request, error: Exception) -> JSONResponse:
+    log.error("unhandled %s on %s %s", type(error).__name__, request.method, request.url.path)
+    return problem(request, 500, "internal-error", "Internal error")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    handlers = {
+        MissingToken: _missing_token,
+        InvalidToken: _invalid_token,
+        InsufficientScope: _insufficient_scope,
+        TenantNotFound: _tenant_not_found,
+        TenantSuspended: _tenant_suspended,
+        RateLimited: _rate_limited,
+        GuardStateUnavailable: _guard_state_unavailable,
+        OAuthError: _oauth,
+        NotFound: _not_found,
+        Conflict: _conflict,
+        PreconditionFailed: _precondition,
+        RequestValidationError: _validation,
+        StarletteHTTPException: _http,
+        Exception: _unexpected,
+    }
+    for error_type, handler in handlers.items():
+        app.add_exception_handler(error_type, handler)

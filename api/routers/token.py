@@ -1,0 +1,77 @@
+"""POST /token (RFC 6749) and the public key set (RFC 7517)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, cast
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import JSONResponse
+
+from api.errors import NO_STORE
+from api.schemas.token import OAuthErrorOut, TokenOut
+from auth.errors import OAuthError
+from auth.grants import Grants, TokenResponse
+from auth.keys import KeyRing
+
+router = APIRouter(tags=["oauth2"])
+
+OptionalField = Annotated[str | None, Form()]
+
+
+def _required(name: str, value: str | None) -> str:
+    if not value:
+        raise OAuthError("invalid_request", f"the `{name}` parameter is required")
+    return value
+
+
+@router.post(
+    "/token",
+    response_model=TokenOut,
+    summary="Issue an access token (password or refresh_token grant)",
+    responses={
+        400: {"model": OAuthErrorOut, "description": "RFC 6749 5.2 error"},
+        401: {"model": OAuthErrorOut, "description": "invalid_client"},
+        429: {"model": OAuthErrorOut, "description": "Too many attempts; see Retry-After"},
+    },
+)
+async def token(
+    request: Request,
+    grant_type: OptionalField = None,
+    username: OptionalField = None,
+    password: OptionalField = None,
+    scope: OptionalField = None,
+    tenant: OptionalField = None,
+    refresh_token: OptionalField = None,
+) -> JSONResponse:
+    grants = cast(Grants, request.app.state.grants)
+    if grant_type == "password":
+        response = await grants.password(
+            _required("username", username), _required("password", password), scope, tenant or None
+        )
+    elif grant_type == "refresh_token":
+        response = await grants.refresh(_required("refresh_token", refresh_token), scope)
+    elif not grant_type:
+        raise OAuthError("invalid_request", "the `grant_type` parameter is required")
+    else:
+        raise OAuthError("unsupported_grant_type", "supported: password, refresh_token")
+    return _token_response(response)
+
+
+def _token_response(response: TokenResponse) -> JSONResponse:
+    body: dict[str, Any] = {
+        "access_token": response.access_token,
+        "token_type": "Bearer",
+        "expires_in": response.expires_in,
+        "scope": response.scope,
+    }
+    if response.refresh_token is not None:
+        body["refresh_token"] = response.refresh_token
+    return JSONResponse(body, headers=NO_STORE)
+
+
+@router.get("/.well-known/jwks.json", summary="Public keys that verify access tokens")
+async def jwks(request: Request) -> JSONResponse:
+    keyring = cast(KeyRing, request.app.state.keyring)
+    if keyring.stale():
+        await keyring.load()
+    return JSONResponse(keyring.jwks, headers={"Cache-Control": "public, max-age=60"})

@@ -1,0 +1,99 @@
+"""Start-up and shut-down of everything a running app holds: database, keys, guard store, hasher."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from auth.grants import Grants
+from auth.keys import KeyRing, has_active_key, rotate
+from auth.passwords import Passwords
+from auth.tokens import TokenVerifier
+from config.settings import Environment, Settings
+from policies.errors import GuardStateUnavailable
+from policies.guard_sync import publish_all
+from policies.roles import role_scopes
+from storage.database import Database
+from storage.guard_failover import FailoverGuardStore
+from storage.guard_memory import MemoryGuardStore
+from storage.guard_redis import RedisGuardStore
+from storage.guard_state import GuardStore
+from storage.redis_client import create_redis
+
+log = logging.getLogger("tenantgate")
+
+
+class StartupRefused(RuntimeError):
+    """The configuration is not fit to serve; the message says why, one line per problem."""
+
+
+def _guard_store(settings: Settings) -> GuardStore:
+    if settings.redis_url is None:
+        return MemoryGuardStore()
+    redis = create_redis(settings)
+    return FailoverGuardStore(RedisGuardStore(redis, settings.redis_prefix))
+
+
+async def _ensure_signing_key(settings: Settings, database: Database) -> None:
+    async with database.read() as connection:
+        if await has_active_key(connection):
+            return
+    if settings.env is Environment.PRODUCTION:
+        raise StartupRefused(
+            "no signing key is provisioned; run `tenantgate keys rotate` (production does not "
+            "generate keys on start-up)"
+        )
+    async with database.write() as connection:
+        if not await has_active_key(connection):
+            await rotate(connection, settings.signing_algorithm)
+            log.warning("generated a development signing key")
+
+
+async def _publish_everything(database: Database, guard: GuardStore) -> None:
+    """Seed the guard store from the database (at start-up, and when Redis comes back)."""
+    try:
+        async with database.read() as connection:
+            await publish_all(connection, guard)
+    except GuardStateUnavailable:
+        log.warning("redis unavailable at start-up; serving from the in-process guard store")
+
+
+def lifespan(settings: Settings):  # type: ignore[no-untyped-def]
+    @asynccontextmanager
+    async def run(app: FastAPI) -> AsyncIterator[None]:
+        if settings.env is Environment.PRODUCTION:
+            problems = settings.production_problems()
+            if problems:
+                raise StartupRefused("; ".join(problems))
+        database = Database(settings)
+        passwords = Passwords(settings)
+        guard = _guard_store(settings)
+        try:
+            await _ensure_signing_key(settings, database)
+            keyring = KeyRing(database, refresh_interval=settings.key_refresh_interval)
+            await keyring.load()
+            await _publish_everything(database, guard)
+            if isinstance(guard, FailoverGuardStore):
+                guard.on_recovery = lambda: _publish_everything(database, guard)
+            app.state.settings = settings
+            app.state.database = database
+            app.state.keyring = keyring
+            app.state.passwords = passwords
+            app.state.guard = guard
+            app.state.verifier = TokenVerifier(
+                keyring,
+                issuer=settings.issuer,
+                audience=settings.audience,
+                cache_size=settings.token_cache_size,
+            )
+            app.state.grants = Grants(settings, database, keyring, passwords, role_scopes)
+            yield
+        finally:
+            await guard.close()
+            passwords.close()
+            await database.dispose()
+
+    return run

@@ -1,0 +1,1 @@
+"""Request and response models: never ORM rows, never internal fields."""

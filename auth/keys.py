@@ -1,0 +1,164 @@
+"""Signing keys: kid -> (key, algorithm), the JWKS document, rotation. Keys live in the database."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from config.settings import SigningAlgorithm
+from storage.database import Database
+from storage.tables import signing_keys, utcnow
+
+log = logging.getLogger("tenantgate.keys")
+
+PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
+PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
+
+
+class NoSigningKey(RuntimeError):
+    """No active signing key is provisioned (run `tenantgate keys rotate`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class VerificationKey:
+    kid: str
+    algorithm: str
+    key: PublicKey
+
+
+@dataclass(frozen=True, slots=True)
+class SigningKey:
+    kid: str
+    algorithm: str
+    key: PrivateKey
+
+
+def generate_private_key(algorithm: SigningAlgorithm) -> PrivateKey:
+    if algorithm is SigningAlgorithm.RS256:
+        return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    if algorithm is SigningAlgorithm.ES256:
+        return ec.generate_private_key(ec.SECP256R1())
+    return ed25519.Ed25519PrivateKey.generate()
+
+
+def public_jwk(key: PublicKey, algorithm: str) -> dict[str, Any]:
+    """The RFC 7517 public JWK; the kid is its RFC 7638 thumbprint."""
+    if isinstance(key, rsa.RSAPublicKey):
+        jwk = json.loads(RSAAlgorithm.to_jwk(key))
+        required: tuple[str, ...] = ("e", "kty", "n")
+    elif isinstance(key, ec.EllipticCurvePublicKey):
+        jwk = json.loads(ECAlgorithm.to_jwk(key))
+        required = ("crv", "kty", "x", "y")
+    else:
+        jwk = json.loads(OKPAlgorithm.to_jwk(key))
+        required = ("crv", "kty", "x")
+    canonical = json.dumps({k: jwk[k] for k in required}, separators=(",", ":"), sort_keys=True)
+    thumbprint = hashlib.sha256(canonical.encode()).digest()
+    kid = _b64(thumbprint)
+    return {**{k: jwk[k] for k in required}, "kid": kid, "alg": algorithm, "use": "sig"}
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+class KeyRing:
+    """This process's view of the key table, refreshed periodically and for unknown kids."""
+
+    def __init__(self, database: Database, *, refresh_interval: float) -> None:
+        self._database = database
+        self._refresh_interval = refresh_interval
+        self._signing: SigningKey | None = None
+        self._verification: dict[str, VerificationKey] = {}
+        self._jwks: dict[str, Any] = {"keys": []}
+        self._loaded_at = 0.0
+
+    @property
+    def signing_key(self) -> SigningKey:
+        if self._signing is None:
+            raise NoSigningKey("no active signing key; run `tenantgate keys rotate`")
+        return self._signing
+
+    @property
+    def jwks(self) -> dict[str, Any]:
+        return self._jwks
+
+    def verification_key(self, kid: str) -> VerificationKey | None:
+        return self._verification.get(kid)
+
+    def stale(self) -> bool:
+        return time.monotonic() - self._loaded_at >= self._refresh_interval
+
+    def may_refresh_for_unknown_kid(self) -> bool:
+        # An attacker can send any kid: re-read the table at most once a second for them.
+        return time.monotonic() - self._loaded_at >= 1.0
+
+    async def load(self) -> None:
+        async with self._database.read() as connection:
+            rows = (
+                await connection.execute(
+                    sa.select(signing_keys).where(signing_keys.c.status != "retired")
+                )
+            ).all()
+        signing: SigningKey | None = None
+        verification: dict[str, VerificationKey] = {}
+        for row in rows:
+            private = serialization.load_pem_private_key(row.private_pem.encode(), password=None)
+            assert isinstance(
+                private, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
+            )
+            verification[row.kid] = VerificationKey(row.kid, row.algorithm, private.public_key())
+            if row.status == "active":
+                signing = SigningKey(row.kid, row.algorithm, private)
+        self._signing = signing
+        self._verification = verification
+        self._jwks = {"keys": [dict(row.public_jwk) for row in rows]}
+        self._loaded_at = time.monotonic()
+
+
+async def rotate(connection: AsyncConnection, algorithm: SigningAlgorithm) -> str:
+    """Make a new active key; the active one becomes previous, the previous one is retired."""
+    private = generate_private_key(algorithm)
+    jwk = public_jwk(private.public_key(), algorithm.value)
+    pem = private.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    now = utcnow()
+    await connection.execute(
+        signing_keys.update()
+        .where(signing_keys.c.status == "previous")
+        .values(status="retired", retired_at=now)
+    )
+    await connection.execute(
+        signing_keys.update().where(signing_keys.c.status == "active").values(status="previous")
+    )
+    await connection.execute(
+        signing_keys.insert().values(
+            kid=jwk["kid"],
+            algorithm=algorithm.value,
+            private_pem=pem,
+            public_jwk=jwk,
+            status="active",
+            created_at=now,
+        )
+    )
+    log.info("signing key rotated", extra={"kid": jwk["kid"]})
+    return str(jwk["kid"])
+
+
+async def has_active_key(connection: AsyncConnection) -> bool:
+    query = sa.select(sa.func.count()).where(signing_keys.c.status == "active")
+    return bool((await connection.execute(query)).scalar_one())

@@ -1,0 +1,1 @@
+"""Configuration layer: settings only, read once and passed down."""

@@ -1,0 +1,1 @@
+"""tenantgate policies layer."""

@@ -1,0 +1,69 @@
+"""Stages 1-3 share one trip to the guard store: revocation, tenant status and rate limits together.
+
+`admit_tenant_request` guards the tenant router (after identity and tenant, before scopes);
+`admit_principal` guards authenticated routes bound to no tenant (/v1/me, platform admin).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import cast
+
+from fastapi import Request
+
+from auth.errors import InvalidToken
+from auth.principal import CurrentPrincipal, Principal
+from policies.errors import RateLimited, TenantSuspended
+from policies.guard_sync import publish
+from policies.tenancy import CurrentTenant
+from storage.database import Database
+from storage.guard_state import PLATFORM_TAG, Admission, GuardStore, Outcome, Verdict
+
+log = logging.getLogger("tenantgate.guard")
+
+
+def guard_store(request: Request) -> GuardStore:
+    return cast(GuardStore, request.app.state.guard)
+
+
+async def _admit(request: Request, principal: Principal, *, tenant: bool) -> Verdict:
+    store = guard_store(request)
+    claims = principal.claims
+    admission = Admission(
+        tag=claims.tenant or PLATFORM_TAG,
+        jti=claims.jti,
+        subject=claims.subject,
+        revision=claims.revision,
+        tenant=tenant,
+    )
+    verdict = await store.admit(admission)
+    if verdict.outcome is Outcome.UNKNOWN_TENANT:
+        # The store lost the tenant (new worker, Redis restarted): publish it from the database
+        # once and ask again. Rare by construction; never happens for a warm tenant.
+        database = cast(Database, request.app.state.database)
+        async with database.read() as connection:
+            await publish(connection, store, admission.tag)
+        verdict = await store.admit(admission)
+    request.state.rate_limit = verdict
+    if verdict.outcome is Outcome.REVOKED:
+        raise InvalidToken("revoked")
+    if verdict.outcome is Outcome.SUSPENDED:
+        raise TenantSuspended()
+    if verdict.outcome is Outcome.UNKNOWN_TENANT:
+        log.error("tenant %s has a token but no row", admission.tag)
+        raise TenantSuspended()
+    if verdict.outcome is Outcome.LIMITED:
+        assert verdict.principal is not None
+        assert verdict.tenant is not None
+        raise RateLimited((verdict.principal, verdict.tenant))
+    return verdict
+
+
+async def admit_tenant_request(
+    request: Request, principal: CurrentPrincipal, tenant: CurrentTenant
+) -> None:
+    await _admit(request, principal, tenant=True)
+
+
+async def admit_principal(request: Request, principal: CurrentPrincipal) -> None:
+    await _admit(request, principal, tenant=False)

@@ -1,0 +1,1 @@
+"""tenantgate storage layer."""

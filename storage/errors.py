@@ -1,0 +1,21 @@
+"""The base of every domain error, and storage's own: missing row, conflict, stale version."""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    """Base of every error that api/errors.py maps to a documented response."""
+
+
+class NotFound(DomainError):
+    def __init__(self, resource: str) -> None:
+        super().__init__(f"{resource} not found")
+        self.resource = resource
+
+
+class Conflict(DomainError):
+    """A unique value is taken (e.g. a SKU within a tenant)."""
+
+
+class PreconditionFailed(DomainError):
+    """If-Match named a version that is no longer current."""
