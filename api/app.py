@@ -9,6 +9,7 @@ from fastapi.openapi.utils import get_openapi
 
 from api.errors import install_error_handlers
 from api.routers import health, me, token
+from api.routers.tenants import tenant_router
 from api.runtime import lifespan
 from config.settings import Settings, get_settings
 from policies.scopes import SCOPES
@@ -26,7 +27,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         swagger_ui_init_oauth={"usePkceWithAuthorizationCodeGrant": False},
     )
     install_error_handlers(app)
-    for router in (token.router, health.router, me.router):
+    for router in (token.router, health.router, me.router, tenant_router):
         app.include_router(router)
     _document_scopes(app)
     return app

@@ -1,0 +1,19 @@
+"""The tenant router: every route under /v1/tenants/{tenant} passes identity, tenant and admission.
+
+Resource routers are included here, never on the app directly, so none can forget a guard:
+identity (token) -> tenant (path == token tid) -> admission (revocation, tenant status, rate
+limit: one trip to the guard store) -> the scopes each resource router declares.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+
+from api.responses import GUARDED_RESPONSES
+from policies.admission import admit_tenant_request
+
+tenant_router = APIRouter(
+    prefix="/v1/tenants/{tenant}",
+    dependencies=[Depends(admit_tenant_request)],
+    responses=GUARDED_RESPONSES,
+)
