@@ -1,0 +1,40 @@
+"""Typed dependency aliases for what the running app holds (see api/runtime.py)."""
+
+from __future__ import annotations
+
+from typing import Annotated, cast
+
+from fastapi import Depends, Request
+
+from auth.keys import KeyRing
+from auth.passwords import Passwords
+from config.settings import Settings
+from storage.database import Database
+from storage.guard_state import GuardStore
+
+
+def get_database(request: Request) -> Database:
+    return cast(Database, request.app.state.database)
+
+
+def get_settings_dep(request: Request) -> Settings:
+    return cast(Settings, request.app.state.settings)
+
+
+def get_guard(request: Request) -> GuardStore:
+    return cast(GuardStore, request.app.state.guard)
+
+
+def get_passwords(request: Request) -> Passwords:
+    return cast(Passwords, request.app.state.passwords)
+
+
+def get_keyring(request: Request) -> KeyRing:
+    return cast(KeyRing, request.app.state.keyring)
+
+
+DatabaseDep = Annotated[Database, Depends(get_database)]
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+GuardDep = Annotated[GuardStore, Depends(get_guard)]
+PasswordsDep = Annotated[Passwords, Depends(get_passwords)]
+KeyRingDep = Annotated[KeyRing, Depends(get_keyring)]
