@@ -1,4 +1,4 @@
-"""Test fixtures: a fresh database per test (SQLite always, PostgreSQL when configured), real Redis."""
+"""Fixtures: a fresh database per test (SQLite, and PostgreSQL when configured), real Redis."""
 
 from __future__ import annotations
 

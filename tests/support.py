@@ -33,7 +33,7 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         "redis_url": None,
         **overrides,
     }
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **values)
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -99,7 +99,11 @@ class World:
     async def token_response(
         self, email: str, *, scope: str | None = None, tenant: str | None = None
     ) -> httpx.Response:
-        form = {"grant_type": "password", "username": email, "password": self.passwords[accounts.normalise_email(email)]}
+        form = {
+            "grant_type": "password",
+            "username": email,
+            "password": self.passwords[accounts.normalise_email(email)],
+        }
         if scope is not None:
             form["scope"] = scope
         if tenant is not None:
