@@ -1,0 +1,174 @@
+"""No route can forget its guards: walk every route of the live app and its OpenAPI document."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi import APIRouter, Depends, FastAPI, Security
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
+
+from api.app import create_app
+from auth.principal import get_principal
+from config.settings import Settings
+from policies.admission import admit_principal, admit_tenant_request
+from policies.authorize import require_scopes
+from policies.scopes import SCOPES
+from policies.tenancy import get_tenant
+from tests.support import World, bearer
+
+PUBLIC_PATHS = {
+    "/token",
+    "/revoke",
+    "/introspect",
+    "/health",
+    "/ready",
+    "/metrics",
+    "/docs",
+    "/docs/oauth2-redirect",
+    "/openapi.json",
+}
+PUBLIC_PREFIXES = ("/.well-known/",)
+# Authenticated routes about the caller themself: identity and admission, but no scope.
+IDENTITY_ONLY_PATHS = {"/v1/me", "/v1/me/password"}
+TENANT_PREFIX = "/v1/tenants/{tenant}/"
+DOCUMENTED_ERRORS = {"401", "403", "404", "422"}
+
+
+def is_public(path: str) -> bool:
+    return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
+
+
+def walk(dependant: Dependant) -> Iterator[Dependant]:
+    for dependency in dependant.dependencies:
+        yield dependency
+        yield from walk(dependency)
+
+
+def declared_scopes(route: RouteContext) -> set[str]:
+    scopes: set[str] = set()
+    for dependency in walk(route.dependant):
+        if dependency.call is require_scopes:
+            scopes.update(dependency.own_oauth_scopes or [])
+    return scopes
+
+
+def guard_problems(route: RouteContext) -> list[str]:
+    """What is missing from a route's guards; empty when it is properly guarded."""
+    calls = {dependency.call for dependency in walk(route.dependant)}
+    problems: list[str] = []
+    if get_principal not in calls:
+        problems.append("no identity (get_principal)")
+    if admit_principal not in calls and admit_tenant_request not in calls:
+        problems.append("no admission (revocation/tenant status/rate limit)")
+    path = str(route.path)
+    if path.startswith(TENANT_PREFIX) and not {get_tenant, admit_tenant_request} <= calls:
+        problems.append("tenant route without the tenant stage")
+    if path not in IDENTITY_ONLY_PATHS:
+        scopes = declared_scopes(route)
+        if not scopes:
+            problems.append("no scope requirement")
+        if not scopes <= set(SCOPES):
+            problems.append(f"undeclared scopes {sorted(scopes - set(SCOPES))}")
+    return problems
+
+
+def guarded_routes(app: FastAPI) -> list[RouteContext]:
+    """Every API route as served (prefixes and router dependencies applied), less public ones."""
+    return [
+        route
+        for route in iter_route_contexts(app.routes)
+        if isinstance(route.original_route, APIRoute) and not is_public(str(route.path))
+    ]
+
+
+@pytest.fixture(scope="module")
+def app() -> FastAPI:
+    return create_app(Settings(_env_file=None, database_url="sqlite+aiosqlite:///:memory:"))
+
+
+def test_every_route_is_public_by_name_or_fully_guarded(app: FastAPI) -> None:
+    failures = {
+        f"{sorted(route.methods or ())} {route.path}": guard_problems(route)
+        for route in guarded_routes(app)
+    }
+    assert {route: problems for route, problems in failures.items() if problems} == {}
+    assert any(r.path == "/v1/me" for r in guarded_routes(app))
+
+
+def test_the_walk_catches_a_route_that_forgot_its_scopes() -> None:
+    forgetful = APIRouter(
+        prefix="/v1/tenants/{tenant}", dependencies=[Depends(admit_tenant_request)]
+    )
+
+    @forgetful.get("/leaky")
+    async def leaky() -> dict[str, str]:
+        return {}
+
+    @forgetful.get("/guarded", dependencies=[Security(require_scopes, scopes=["items:read"])])
+    async def guarded() -> dict[str, str]:
+        return {}
+
+    unguarded = APIRouter()
+
+    @unguarded.get("/v1/naked")
+    async def naked() -> dict[str, str]:
+        return {}
+
+    app = FastAPI()
+    app.include_router(forgetful)
+    app.include_router(unguarded)
+    problems = {route.path: guard_problems(route) for route in guarded_routes(app)}
+    assert problems["/v1/tenants/{tenant}/leaky"] == ["no scope requirement"]
+    assert problems["/v1/tenants/{tenant}/guarded"] == []
+    assert "no identity (get_principal)" in problems["/v1/naked"]
+
+
+def test_openapi_lists_scopes_and_error_responses(app: FastAPI) -> None:
+    document = app.openapi()
+    routes = {(r.path, m.lower()): r for r in guarded_routes(app) for m in r.methods or ()}
+    for (path, method), route in routes.items():
+        operation: dict[str, Any] = document["paths"][path][method]
+        security = operation.get("security")
+        assert security, f"{method} {path} has no security in OpenAPI"
+        listed = {
+            scope for requirement in security for scopes in requirement.values() for scope in scopes
+        }
+        assert declared_scopes(route) <= listed, f"{method} {path}"
+        missing = DOCUMENTED_ERRORS - set(operation["responses"])
+        assert not missing, f"{method} {path} does not document {missing}"
+
+
+def test_openapi_password_flow_describes_every_scope(app: FastAPI) -> None:
+    schemes = app.openapi()["components"]["securitySchemes"]
+    flow = schemes["OAuth2PasswordBearer"]["flows"]["password"]
+    assert flow["tokenUrl"] == "/token"
+    assert flow["scopes"] == SCOPES
+
+
+async def test_the_token_is_decoded_once_however_many_scope_checks_run(world: World) -> None:
+    """Count verifications on the route with the most scope checks."""
+    await world.tenant("acme")
+    await world.member("acme", "owner@acme.test", "owner")
+    token = await world.login("owner@acme.test")
+    verifier = world.app.state.verifier
+    calls = 0
+    original = verifier.verify
+
+    async def counting(raw: str) -> Any:
+        nonlocal calls
+        calls += 1
+        return await original(raw)
+
+    verifier.verify = counting
+    checks = [
+        sum(1 for d in walk(r.dependant) if d.call is require_scopes)
+        for r in guarded_routes(world.app)
+        if r.path == "/v1/me"
+    ]
+    assert checks
+    response = await world.client.get("/v1/me", headers=bearer(token))
+    assert response.status_code == 200
+    assert calls == 1
