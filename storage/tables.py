@@ -166,3 +166,39 @@ items = sa.Table(
     sa.CheckConstraint("price_units >= 0", name="price_units"),
     sa.CheckConstraint("quantity >= 0", name="quantity"),
 )
+
+# Append-only audit trail: one hash chain per tenant (`chain` = tenant slug, or "_platform").
+audit_events = sa.Table(
+    "audit_events",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("chain", sa.String(40), nullable=False),
+    sa.Column("seq", sa.BigInteger(), nullable=False),
+    sa.Column("tenant", sa.String(40), nullable=True),
+    sa.Column("occurred_at", UtcDateTime(), nullable=False),
+    sa.Column("actor_kind", sa.String(20), nullable=False),
+    sa.Column("actor_subject", sa.String(80), nullable=True),
+    sa.Column("action", sa.String(60), nullable=False),
+    sa.Column("target", sa.String(200), nullable=True),
+    sa.Column("outcome", sa.String(20), nullable=False),
+    sa.Column("scopes", sa.String(1000), nullable=False),
+    sa.Column("client_ip", sa.String(64), nullable=True),
+    sa.Column("user_agent", sa.String(400), nullable=True),
+    sa.Column("request_id", sa.String(128), nullable=True),
+    sa.Column("details", sa.Text(), nullable=False),
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+    sa.UniqueConstraint("chain", "seq", name="uq_audit_events_chain_seq"),
+    sa.Index("ix_audit_events_chain_action_seq", "chain", "action", "seq"),
+    sa.Index("ix_audit_events_chain_occurred_at", "chain", "occurred_at"),
+)
+
+# The head of each chain: locked (SELECT ... FOR UPDATE) by every append, so concurrent writers
+# in several workers take turns, and compared with the last event so a deleted tail is noticed.
+audit_heads = sa.Table(
+    "audit_heads",
+    metadata,
+    sa.Column("chain", sa.String(40), primary_key=True),
+    sa.Column("seq", sa.BigInteger(), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+)
