@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -90,7 +92,13 @@ def lifespan(settings: Settings):  # type: ignore[no-untyped-def]
                 cache_size=settings.token_cache_size,
             )
             app.state.grants = Grants(settings, database, keyring, passwords, role_scopes)
-            yield
+            refresher = asyncio.create_task(keyring.refresh_forever(), name="key-refresh")
+            try:
+                yield
+            finally:
+                refresher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await refresher
         finally:
             await guard.close()
             passwords.close()

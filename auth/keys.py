@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -103,6 +104,15 @@ class KeyRing:
     def may_refresh_for_unknown_kid(self) -> bool:
         # An attacker can send any kid: re-read the table at most once a second for them.
         return time.monotonic() - self._loaded_at >= 1.0
+
+    async def refresh_forever(self) -> None:
+        """Re-read the key table every interval, off the request path (a task of the app)."""
+        while True:
+            await asyncio.sleep(self._refresh_interval)
+            try:
+                await self.load()
+            except Exception as error:  # noqa: BLE001 - keep the last good keys, try again
+                log.warning("could not refresh signing keys: %s", type(error).__name__)
 
     async def load(self) -> None:
         async with self._database.read() as connection:

@@ -106,8 +106,6 @@ class TokenVerifier:
                 raise InvalidToken("unknown_key")
             self._cache.move_to_end(token)
             return claims
-        if self._keyring.stale():
-            await self._keyring.load()
         kid, claims = await self._verify_uncached(token)
         if self._cache_size:
             self._cache[token] = (kid, claims)

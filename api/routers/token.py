@@ -72,6 +72,4 @@ def _token_response(response: TokenResponse) -> JSONResponse:
 @router.get("/.well-known/jwks.json", summary="Public keys that verify access tokens")
 async def jwks(request: Request) -> JSONResponse:
     keyring = cast(KeyRing, request.app.state.keyring)
-    if keyring.stale():
-        await keyring.load()
     return JSONResponse(keyring.jwks, headers={"Cache-Control": "public, max-age=60"})
