@@ -1,0 +1,171 @@
+"""Items: list, create, read, update and delete a tenant's items (ETag / If-Match on writes)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Path, Query, Request, Response, Security, status
+
+from api.deps import DatabaseDep
+from api.schemas.common import Problem
+from api.schemas.items import Cursor, ItemCreate, ItemOut, ItemPage, ItemPatch, encode_cursor
+from policies.authorize import require_scopes
+from policies.tenancy import CurrentTenant
+from storage import items as store
+from storage.items import NewItem, price_to_units
+
+router = APIRouter(
+    prefix="/items",
+    tags=["items"],
+    dependencies=[Security(require_scopes, scopes=["items:read"])],
+)
+WRITE = [Security(require_scopes, scopes=["items:write"])]
+
+ItemId = Annotated[str, Path(max_length=40, description="Opaque item id")]
+IfMatch = Annotated[
+    str | None,
+    Header(
+        max_length=1000,
+        description='Only act if the item\'s ETag is one of these (e.g. "3"), else 412',
+    ),
+]
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": Problem, "description": "No such item in this tenant"}
+}
+CONFLICT: dict[int | str, dict[str, Any]] = {
+    409: {"model": Problem, "description": "The SKU is already used in this tenant"}
+}
+STALE: dict[int | str, dict[str, Any]] = {
+    412: {"model": Problem, "description": "If-Match does not name the current version"}
+}
+
+
+def etag(version: int) -> str:
+    return f'"{version}"'
+
+
+def if_match_versions(header: str | None) -> frozenset[int] | None:
+    """RFC 9110 If-Match: None = no condition ('*' too: the item must exist anyway).
+
+    Strong comparison, so weak tags (W/"1") and anything not ours match nothing.
+    """
+    if header is None or header.strip() == "*":
+        return None
+    versions = set()
+    for tag in header.split(","):
+        value = tag.strip()
+        if len(value) > 2 and value[0] == value[-1] == '"' and value[1:-1].isdecimal():
+            versions.add(int(value[1:-1]))
+    return frozenset(versions)
+
+
+@router.get("", name="items:list", summary="List items, oldest first, one page at a time")
+async def list_items(
+    tenant: CurrentTenant,
+    database: DatabaseDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    cursor: Annotated[Cursor | None, Query(description="next_cursor of the previous page")] = None,
+    category: Annotated[str | None, Query(min_length=1, max_length=100)] = None,
+    name_prefix: Annotated[
+        str | None, Query(min_length=1, max_length=200, description="Case-sensitive")
+    ] = None,
+) -> ItemPage:
+    async with database.read() as connection:
+        page = await store.list_items(
+            connection,
+            tenant.slug,
+            limit=limit,
+            after=cursor,
+            category=category,
+            name_prefix=name_prefix,
+        )
+    next_cursor = encode_cursor(page.next_after) if page.next_after else None
+    return ItemPage(items=[ItemOut.of(item) for item in page.items], next_cursor=next_cursor)
+
+
+@router.post(
+    "",
+    name="items:create",
+    status_code=status.HTTP_201_CREATED,
+    dependencies=WRITE,
+    responses=CONFLICT,
+    summary="Create an item",
+)
+async def create_item(
+    body: ItemCreate,
+    tenant: CurrentTenant,
+    database: DatabaseDep,
+    request: Request,
+    response: Response,
+) -> ItemOut:
+    new = NewItem(
+        sku=body.sku,
+        name=body.name,
+        description=body.description,
+        category=body.category,
+        price_units=price_to_units(body.price),
+        quantity=body.quantity,
+        tags=body.tags,
+    )
+    async with database.write() as connection:
+        item = await store.create_item(connection, tenant.slug, new)
+    response.headers["Location"] = str(
+        request.app.url_path_for("items:get", tenant=tenant.slug, item_id=item.id)
+    )
+    response.headers["ETag"] = etag(item.version)
+    return ItemOut.of(item)
+
+
+@router.get("/{item_id}", name="items:get", responses=NOT_FOUND, summary="Read an item")
+async def get_item(
+    item_id: ItemId, tenant: CurrentTenant, database: DatabaseDep, response: Response
+) -> ItemOut:
+    async with database.read() as connection:
+        item = await store.get_item(connection, tenant.slug, item_id)
+    response.headers["ETag"] = etag(item.version)
+    return ItemOut.of(item)
+
+
+@router.patch(
+    "/{item_id}",
+    name="items:update",
+    dependencies=WRITE,
+    responses=NOT_FOUND | CONFLICT | STALE,
+    summary="Change some fields of an item (bumps its version)",
+)
+async def update_item(
+    item_id: ItemId,
+    body: ItemPatch,
+    tenant: CurrentTenant,
+    database: DatabaseDep,
+    response: Response,
+    if_match: IfMatch = None,
+) -> ItemOut:
+    async with database.write() as connection:
+        item = await store.update_item(
+            connection,
+            tenant.slug,
+            item_id,
+            body.changes(),
+            versions=if_match_versions(if_match),
+        )
+    response.headers["ETag"] = etag(item.version)
+    return ItemOut.of(item)
+
+
+@router.delete(
+    "/{item_id}",
+    name="items:delete",
+    status_code=status.HTTP_204_NO_CONTENT,
+    dependencies=WRITE,
+    responses=NOT_FOUND | STALE,
+    summary="Delete an item",
+)
+async def delete_item(
+    item_id: ItemId, tenant: CurrentTenant, database: DatabaseDep, if_match: IfMatch = None
+) -> Response:
+    async with database.write() as connection:
+        await store.delete_item(
+            connection, tenant.slug, item_id, versions=if_match_versions(if_match)
+        )
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
