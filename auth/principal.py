@@ -46,6 +46,11 @@ def token_verifier(request: Request) -> TokenVerifier:
 async def get_principal(
     request: Request, token: Annotated[str | None, Depends(bearer_scheme)]
 ) -> Principal:
+    # FastAPI caches a dependency per set of security scopes, so with a router-level and a
+    # route-level scope check this runs more than once per request: decode only the first time.
+    known: Principal | None = getattr(request.state, "principal", None)
+    if known is not None:
+        return known
     if not token:
         raise MissingToken()
     if len(token) > 8192:
