@@ -15,7 +15,7 @@ from auth.principal import get_principal
 from config.settings import Settings
 from policies.admission import admit_principal, admit_tenant_request
 from policies.authorize import require_scopes
-from policies.scopes import SCOPES
+from policies.scopes import PLATFORM_ADMIN, SCOPES
 from policies.tenancy import get_tenant
 from tests.support import World, bearer
 
@@ -35,6 +35,7 @@ PUBLIC_PREFIXES = ("/.well-known/",)
 IDENTITY_ONLY_PATHS = {"/v1/me", "/v1/me/password"}
 TENANT_PREFIX = "/v1/tenants/{tenant}/"
 DOCUMENTED_ERRORS = {"401", "403", "404", "422"}
+UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 
 
 def is_public(path: str) -> bool:
@@ -72,6 +73,9 @@ def guard_problems(route: RouteContext) -> list[str]:
             problems.append("no scope requirement")
         if not scopes <= set(SCOPES):
             problems.append(f"undeclared scopes {sorted(scopes - set(SCOPES))}")
+        writes = set(route.methods or ()) & UNSAFE_METHODS
+        if writes and not any(s.endswith(":write") or s == PLATFORM_ADMIN for s in scopes):
+            problems.append("a write method without a write scope")
     return problems
 
 
@@ -111,6 +115,10 @@ def test_the_walk_catches_a_route_that_forgot_its_scopes() -> None:
     async def guarded() -> dict[str, str]:
         return {}
 
+    @forgetful.delete("/guarded", dependencies=[Security(require_scopes, scopes=["items:read"])])
+    async def read_scope_delete() -> None:
+        return None
+
     unguarded = APIRouter()
 
     @unguarded.get("/v1/naked")
@@ -120,10 +128,16 @@ def test_the_walk_catches_a_route_that_forgot_its_scopes() -> None:
     app = FastAPI()
     app.include_router(forgetful)
     app.include_router(unguarded)
-    problems = {route.path: guard_problems(route) for route in guarded_routes(app)}
-    assert problems["/v1/tenants/{tenant}/leaky"] == ["no scope requirement"]
-    assert problems["/v1/tenants/{tenant}/guarded"] == []
-    assert "no identity (get_principal)" in problems["/v1/naked"]
+    problems = {
+        (route.path, *sorted(route.methods or ())): guard_problems(route)
+        for route in guarded_routes(app)
+    }
+    assert problems[("/v1/tenants/{tenant}/leaky", "GET")] == ["no scope requirement"]
+    assert problems[("/v1/tenants/{tenant}/guarded", "GET")] == []
+    assert problems[("/v1/tenants/{tenant}/guarded", "DELETE")] == [
+        "a write method without a write scope"
+    ]
+    assert "no identity (get_principal)" in problems[("/v1/naked", "GET")]
 
 
 def test_openapi_lists_scopes_and_error_responses(app: FastAPI) -> None:
