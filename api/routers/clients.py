@@ -1,0 +1,152 @@
+"""The tenant's OAuth2 clients: integrators' credentials for the client_credentials grant."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Response, Security
+
+from api.deps import DatabaseDep, GuardDep, SettingsDep
+from api.schemas.clients import ClientCreate, ClientCreated, ClientList, ClientOut, ClientSecretOut
+from auth import clients as client_auth
+from auth.principal import CLIENT_SUBJECT_PREFIX, CurrentPrincipal
+from policies.authorize import require_scopes
+from policies.errors import InsufficientScope
+from policies.guard_sync import cut_off_subject
+from policies.tenancy import CurrentTenant
+from storage import clients as client_rows
+from storage.clients import CLIENT_ID_PATTERN, ClientRecord
+
+router = APIRouter(
+    prefix="/clients",
+    tags=["clients"],
+    dependencies=[Security(require_scopes, scopes=["clients:read"])],
+)
+WRITE = [Security(require_scopes, scopes=["clients:write"])]
+NO_STORE = {"Cache-Control": "no-store"}
+# Above every real revision (milliseconds): all tokens of a deleted client fall below it.
+# 2**53 - 1 stays exact as a Lua number in the Redis guard script.
+DELETED_REVISION = 2**53 - 1
+
+ClientId = Annotated[str, Path(max_length=60, description="The client_id")]
+
+
+def _out(record: ClientRecord) -> ClientOut:
+    return ClientOut(
+        client_id=record.client_id,
+        name=record.name,
+        description=record.description,
+        scopes=sorted(record.scopes),
+        created_by=record.created_by,
+        created_at=record.created_at,
+        last_used_at=record.last_used_at,
+    )
+
+
+@router.post(
+    "",
+    status_code=201,
+    dependencies=WRITE,
+    summary="Create a client; its secret is in this response only",
+)
+async def create_client(
+    body: ClientCreate,
+    tenant: CurrentTenant,
+    principal: CurrentPrincipal,
+    database: DatabaseDep,
+    response: Response,
+) -> ClientCreated:
+    # Nobody hands out more than they hold: the ceiling is the creator's token, not their role.
+    beyond = frozenset(body.scopes) - principal.scopes
+    if beyond:
+        raise InsufficientScope(beyond)
+    async with database.write() as connection:
+        record, secret = await client_auth.create_client(
+            connection,
+            tenant=tenant.slug,
+            name=body.name,
+            description=body.description,
+            scopes=frozenset(body.scopes),
+            created_by=principal.subject,
+        )
+    response.headers.update(NO_STORE)
+    response.headers["Location"] = f"/v1/tenants/{tenant.slug}/clients/{record.client_id}"
+    return ClientCreated(**_out(record).model_dump(), client_secret=secret)
+
+
+@router.get("", summary="List the tenant's clients, oldest first (never their secrets)")
+async def list_clients(
+    tenant: CurrentTenant,
+    database: DatabaseDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    cursor: Annotated[str | None, Query(pattern=CLIENT_ID_PATTERN)] = None,
+) -> ClientList:
+    async with database.read() as connection:
+        records = await client_rows.list_clients(
+            connection, tenant.slug, after=cursor, limit=limit + 1
+        )
+    page = records[:limit]
+    next_cursor = page[-1].client_id if len(records) > limit else None
+    return ClientList(clients=[_out(r) for r in page], next_cursor=next_cursor)
+
+
+@router.get("/{client_id}", summary="One client (never its secret)")
+async def get_client(
+    client_id: ClientId, tenant: CurrentTenant, database: DatabaseDep
+) -> ClientOut:
+    async with database.read() as connection:
+        return _out(await client_rows.get_client(connection, tenant.slug, client_id))
+
+
+@router.delete(
+    "/{client_id}",
+    status_code=204,
+    dependencies=WRITE,
+    summary="Delete a client; its tokens stop working on their next request",
+)
+async def delete_client(
+    client_id: ClientId,
+    tenant: CurrentTenant,
+    database: DatabaseDep,
+    guard: GuardDep,
+    settings: SettingsDep,
+) -> Response:
+    async with database.write() as connection:
+        await client_rows.delete_client(connection, tenant.slug, client_id)
+        await cut_off_subject(
+            connection,
+            guard,
+            tenant.slug,
+            CLIENT_SUBJECT_PREFIX + client_id,
+            DELETED_REVISION,
+            settings.access_token_ttl,
+        )
+    return Response(status_code=204)
+
+
+@router.post(
+    "/{client_id}/secret",
+    dependencies=WRITE,
+    summary="Rotate the secret: the old one and the tokens it obtained stop working",
+)
+async def rotate_secret(
+    client_id: ClientId,
+    tenant: CurrentTenant,
+    database: DatabaseDep,
+    guard: GuardDep,
+    settings: SettingsDep,
+    response: Response,
+) -> ClientSecretOut:
+    async with database.write() as connection:
+        secret, revision = await client_auth.rotate_secret(connection, tenant.slug, client_id)
+        # A rotation usually means the secret may have leaked: tokens obtained with it go too.
+        await cut_off_subject(
+            connection,
+            guard,
+            tenant.slug,
+            CLIENT_SUBJECT_PREFIX + client_id,
+            revision,
+            settings.access_token_ttl,
+        )
+    response.headers.update(NO_STORE)
+    return ClientSecretOut(client_id=client_id, client_secret=secret)
