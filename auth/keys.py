@@ -84,6 +84,7 @@ class KeyRing:
         self._verification: dict[str, VerificationKey] = {}
         self._jwks: dict[str, Any] = {"keys": []}
         self._loaded_at = 0.0
+        self._parsed: dict[str, PrivateKey] = {}
 
     @property
     def signing_key(self) -> SigningKey:
@@ -123,18 +124,27 @@ class KeyRing:
             ).all()
         signing: SigningKey | None = None
         verification: dict[str, VerificationKey] = {}
+        parsed: dict[str, PrivateKey] = {}
         for row in rows:
-            private = serialization.load_pem_private_key(row.private_pem.encode(), password=None)
-            assert isinstance(
-                private, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
-            )
+            # Parsing checks the key (~50 ms for RSA-2048, on the event loop): only new kids.
+            private = self._parsed.get(row.kid) or _parse_private(row.private_pem)
+            parsed[row.kid] = private
             verification[row.kid] = VerificationKey(row.kid, row.algorithm, private.public_key())
             if row.status == "active":
                 signing = SigningKey(row.kid, row.algorithm, private)
         self._signing = signing
         self._verification = verification
+        self._parsed = parsed
         self._jwks = {"keys": [dict(row.public_jwk) for row in rows]}
         self._loaded_at = time.monotonic()
+
+
+def _parse_private(pem: str) -> PrivateKey:
+    private = serialization.load_pem_private_key(pem.encode(), password=None)
+    assert isinstance(
+        private, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
+    )
+    return private
 
 
 async def rotate(connection: AsyncConnection, algorithm: SigningAlgorithm) -> str:
