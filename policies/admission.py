@@ -13,10 +13,11 @@ from fastapi import Request
 
 from auth.errors import InvalidToken
 from auth.principal import CurrentPrincipal, Principal
-from policies.errors import RateLimited, TenantSuspended
+from policies.errors import GuardStateUnavailable, RateLimited, TenantSuspended
 from policies.guard_sync import publish
 from policies.tenancy import CurrentTenant
 from storage.database import Database
+from storage.guard_failover import FailoverGuardStore
 from storage.guard_state import PLATFORM_TAG, Admission, GuardStore, Outcome, Verdict
 
 log = logging.getLogger("tenantgate.guard")
@@ -38,11 +39,9 @@ async def _admit(request: Request, principal: Principal, *, tenant: bool) -> Ver
     )
     verdict = await store.admit(admission)
     if verdict.outcome is Outcome.UNKNOWN_TENANT:
-        # The store lost the tenant (new worker, Redis restarted): publish it from the database
-        # once and ask again. Rare by construction; never happens for a warm tenant.
-        database = cast(Database, request.app.state.database)
-        async with database.read() as connection:
-            await publish(connection, store, admission.tag)
+        # The store lost the tenant (new worker, Redis restarted, fallback reset when Redis
+        # failed): publish it from the database once and ask again. Never for a warm tenant.
+        await _reseed(request, store, admission.tag)
         verdict = await store.admit(admission)
     request.state.rate_limit = verdict
     if verdict.outcome is Outcome.REVOKED:
@@ -57,6 +56,20 @@ async def _admit(request: Request, principal: Principal, *, tenant: bool) -> Ver
         assert verdict.tenant is not None
         raise RateLimited((verdict.principal, verdict.tenant))
     return verdict
+
+
+async def _reseed(request: Request, store: GuardStore, tag: str) -> None:
+    database = cast(Database, request.app.state.database)
+    async with database.read() as connection:
+        if not isinstance(store, FailoverGuardStore):
+            await publish(connection, store, tag)
+            return
+        try:
+            await publish(connection, store.seeding_target(), tag)
+        except GuardStateUnavailable:
+            # Redis failed while being seeded (the breaker is open now): serve this request,
+            # and the next ones, from the process's own store, seeded from the same rows.
+            await publish(connection, store.seeding_target(), tag)
 
 
 async def admit_tenant_request(

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from storage.guard_state import (
     Admission,
     Counter,
     Outcome,
+    Tally,
     TenantState,
     Verdict,
     Window,
@@ -22,16 +24,33 @@ class _Count:
 
 
 class MemoryGuardStore:
-    """Exact within one process; each process has its own counters."""
+    """Exact within one process (no await between read and write); each process counts alone.
 
-    def __init__(self) -> None:
+    Expired entries are swept at most every `sweep_interval` seconds, so counters of subjects and
+    IPs that never come back do not accumulate.
+    """
+
+    def __init__(
+        self, *, clock: Callable[[], float] = time.monotonic, sweep_interval: float = 30.0
+    ) -> None:
+        self._clock = clock
+        self._sweep_interval = sweep_interval
+        self._next_sweep = clock() + sweep_interval
         self._tenants: dict[str, TenantState] = {}
         self._revoked: dict[tuple[str, str], float] = {}
         self._revisions: dict[tuple[str, str], tuple[int, float]] = {}
         self._counts: dict[str, _Count] = {}
 
+    def size(self) -> int:
+        """Entries held (tenants, revocations, counters): for tests and metrics."""
+        return len(self._tenants) + len(self._revoked) + len(self._revisions) + len(self._counts)
+
+    def forget_tenants(self) -> None:
+        """Drop every tenant state, so each is loaded again from the database on next use."""
+        self._tenants.clear()
+
     async def admit(self, admission: Admission) -> Verdict:
-        now = time.monotonic()
+        now = self._now()
         tag = admission.tag
         state = self._tenants.get(tag)
         if state is None:
@@ -47,18 +66,38 @@ class MemoryGuardStore:
         if not state.active:
             return Verdict(Outcome.SUSPENDED)
         principal_window = state.overrides.get(admission.subject, state.principal_window)
-        keys = (f"{tag}:p:{admission.subject}", f"{tag}:t")
-        windows = (principal_window, state.tenant_window)
-        counts = [self._current(key, now) for key in keys]
-        if any(c is not None and c.hits >= w.limit for c, w in zip(counts, windows, strict=True)):
-            return Verdict(Outcome.LIMITED, *self._counters(counts, windows, now, 0))
-        for index, key in enumerate(keys):
-            count = counts[index]
-            if count is None:
-                count = self._counts[key] = _Count(0, now + windows[index].seconds)
-                counts[index] = count
-            count.hits += 1
-        return Verdict(Outcome.OK, *self._counters(counts, windows, now, 0))
+        allowed, counters = self._count(
+            now,
+            [
+                (f"{tag}:p:{admission.subject}", principal_window),
+                (f"{tag}:t", state.tenant_window),
+            ],
+        )
+        return Verdict(Outcome.OK if allowed else Outcome.LIMITED, *counters)
+
+    async def hit(self, tag: str, windows: Sequence[tuple[str, Window]]) -> Tally:
+        now = self._now()
+        allowed, counters = self._count(now, [(f"{tag}:{name}", w) for name, w in windows])
+        return Tally(allowed, counters)
+
+    def _count(
+        self, now: float, windows: Sequence[tuple[str, Window]]
+    ) -> tuple[bool, tuple[Counter, ...]]:
+        """Fixed windows, all or none: over any limit means nothing is counted."""
+        counts = [self._current(key, now) for key, _ in windows]
+        allowed = all(
+            count is None or count.hits < window.limit
+            for count, (_, window) in zip(counts, windows, strict=True)
+        )
+        if allowed:
+            for index, (key, window) in enumerate(windows):
+                count = counts[index]
+                if count is None:
+                    count = counts[index] = self._counts[key] = _Count(0, now + window.seconds)
+                count.hits += 1
+        return allowed, tuple(
+            _counter(count, window, now) for count, (_, window) in zip(counts, windows, strict=True)
+        )
 
     def _current(self, key: str, now: float) -> _Count | None:
         count = self._counts.get(key)
@@ -67,30 +106,38 @@ class MemoryGuardStore:
             return None
         return count
 
-    @staticmethod
-    def _counters(
-        counts: list[_Count | None], windows: tuple[Window, Window], now: float, _: int
-    ) -> tuple[Counter, Counter]:
-        def one(count: _Count | None, window: Window) -> Counter:
-            hits = count.hits if count else 0
-            reset_ms = int((count.expires - now) * 1000) if count else window.seconds * 1000
-            return Counter(window.limit, max(window.limit - hits, 0), reset_ms, window.seconds)
+    def _now(self) -> float:
+        now = self._clock()
+        if now >= self._next_sweep:
+            self._sweep(now)
+        return now
 
-        return one(counts[0], windows[0]), one(counts[1], windows[1])
+    def _sweep(self, now: float) -> None:
+        self._next_sweep = now + self._sweep_interval
+        self._counts = {k: c for k, c in self._counts.items() if c.expires > now}
+        self._revoked = {k: e for k, e in self._revoked.items() if e > now}
+        self._revisions = {k: r for k, r in self._revisions.items() if r[1] > now}
 
     async def put_tenant(self, tag: str, state: TenantState) -> None:
         self._tenants[tag] = state
 
     async def revoke_token(self, tag: str, jti: str, ttl_seconds: int) -> None:
-        self._revoked[(tag, jti)] = time.monotonic() + ttl_seconds
+        self._revoked[(tag, jti)] = self._now() + ttl_seconds
 
     async def set_subject_revision(
         self, tag: str, subject: str, revision: int, ttl_seconds: int
     ) -> None:
-        self._revisions[(tag, subject)] = (revision, time.monotonic() + ttl_seconds)
+        self._revisions[(tag, subject)] = (revision, self._now() + ttl_seconds)
 
     async def ping(self) -> None:
         return None
 
     async def close(self) -> None:
         return None
+
+
+def _counter(count: _Count | None, window: Window, now: float) -> Counter:
+    if count is None:
+        return Counter(window.limit, window.limit, window.seconds * 1000, window.seconds)
+    reset_ms = round((count.expires - now) * 1000)
+    return Counter(window.limit, max(window.limit - count.hits, 0), reset_ms, window.seconds)

@@ -1,19 +1,57 @@
 """Redis GuardStore: one Lua script call per guarded request, exact across processes.
 
-All keys of one call share the hash tag `{tag}`, so the script also runs on Redis Cluster.
+Keys are `<prefix>:{<tag>}:<kind>:...`; every key of one call shares the hash tag `{<tag>}`, so the
+scripts also run on Redis Cluster. Kinds: `tenant` (hash: status, plan windows, per-client
+overrides), `jti:<jti>` (revoked token), `rev:<subject>` (revision cut-off), `rl:p:<subject>` and
+`rl:t` (the two admission counters), `rl:<name>` (counters of `hit`, e.g. the login limiter).
+Redis must run with `maxmemory-policy noeviction`: an evicted counter would reset a limit.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from redis.asyncio import Redis
 
-from storage.guard_state import Admission, Counter, Outcome, TenantState, Verdict, Window
+from storage.guard_state import Admission, Counter, Outcome, Tally, TenantState, Verdict, Window
+
+# Fixed windows, all or none: if any counter is at its limit nothing is counted. A counter that
+# somehow lost its expiry (a script aborted between INCR and PEXPIRE) gets one again instead of
+# locking its key out for ever. Reply: allowed (1/0), then hits and ms-to-reset per counter.
+COUNT = """
+local function count(keys, first, limits, windows)
+  local reply, allowed = {}, 1
+  for i = 1, #limits do
+    local key = keys[first + i - 1]
+    local hits = tonumber(redis.call('GET', key) or '0')
+    local ttl = redis.call('PTTL', key)
+    if ttl == -1 then
+      redis.call('PEXPIRE', key, windows[i] * 1000)
+      ttl = windows[i] * 1000
+    elseif ttl < 0 then
+      ttl = windows[i] * 1000
+    end
+    if hits >= limits[i] then allowed = 0 end
+    reply[2 * i], reply[2 * i + 1] = hits, ttl
+  end
+  if allowed == 1 then
+    for i = 1, #limits do
+      local key = keys[first + i - 1]
+      reply[2 * i] = redis.call('INCR', key)
+      if reply[2 * i] == 1 then redis.call('PEXPIRE', key, windows[i] * 1000) end
+    end
+  end
+  reply[1] = allowed
+  return reply
+end
+"""
 
 # KEYS: tenant hash, revoked jti, subject revision, principal counter, tenant counter
 # ARGV: token revision, tenant-bound (0/1), override field
-ADMIT = """
+ADMIT = (
+    COUNT
+    + """
 local t = redis.call('HMGET', KEYS[1], 'active', 'pl', 'pw', 'tl', 'tw', ARGV[3])
 -- A missing hash means this Redis never saw the tag or lost its data: the caller re-seeds it.
 if not t[1] then return {2} end
@@ -27,24 +65,26 @@ if t[6] then
   local sep = string.find(t[6], ' ')
   pl, pw = tonumber(string.sub(t[6], 1, sep - 1)), tonumber(string.sub(t[6], sep + 1))
 end
-local limits = {pl, tonumber(t[4])}
-local windows = {pw, tonumber(t[5])}
-local hits, ttls = {}, {}
-local code = 0
-for i = 1, 2 do
-  hits[i] = tonumber(redis.call('GET', KEYS[3 + i]) or '0')
-  ttls[i] = redis.call('PTTL', KEYS[3 + i])
-  if ttls[i] < 0 then ttls[i] = windows[i] * 1000 end
-  if hits[i] >= limits[i] then code = 4 end
-end
-if code == 0 then
-  for i = 1, 2 do
-    hits[i] = redis.call('INCR', KEYS[3 + i])
-    if hits[i] == 1 then redis.call('PEXPIRE', KEYS[3 + i], windows[i] * 1000) end
-  end
-end
-return {code, limits[1], hits[1], ttls[1], windows[1], limits[2], hits[2], ttls[2], windows[2]}
+local limits, windows = {pl, tonumber(t[4])}, {pw, tonumber(t[5])}
+local counted = count(KEYS, 4, limits, windows)
+local code = 4
+if counted[1] == 1 then code = 0 end
+return {code, limits[1], counted[2], counted[3], windows[1],
+        limits[2], counted[4], counted[5], windows[2]}
 """
+)
+
+# KEYS: the counters; ARGV: limit and window (seconds) of each, in order
+HIT = (
+    COUNT
+    + """
+local limits, windows = {}, {}
+for i = 1, #KEYS do
+  limits[i], windows[i] = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
+end
+return count(KEYS, 1, limits, windows)
+"""
+)
 
 
 class RedisGuardStore:
@@ -52,6 +92,7 @@ class RedisGuardStore:
         self._redis = redis
         self._prefix = prefix
         self._admit = redis.register_script(ADMIT)
+        self._hit = redis.register_script(HIT)
 
     def _key(self, tag: str, *parts: str) -> str:
         return ":".join((self._prefix, "{" + tag + "}", *parts))
@@ -71,7 +112,20 @@ class RedisGuardStore:
         if len(reply) == 1:
             return Verdict(outcome)
         values = [int(v) for v in reply[1:]]
-        return Verdict(outcome, _counter(values[0:4]), _counter(values[4:8]))
+        return Verdict(outcome, _counter(*values[0:4]), _counter(*values[4:8]))
+
+    async def hit(self, tag: str, windows: Sequence[tuple[str, Window]]) -> Tally:
+        keys = [self._key(tag, "rl", name) for name, _ in windows]
+        args: list[int] = []
+        for _, window in windows:
+            args += [window.limit, window.seconds]
+        reply: list[Any] = await self._hit(keys=keys, args=args)
+        values = [int(v) for v in reply]
+        counters = tuple(
+            _counter(window.limit, values[1 + 2 * i], values[2 + 2 * i], window.seconds)
+            for i, (_, window) in enumerate(windows)
+        )
+        return Tally(values[0] == 1, counters)
 
     async def put_tenant(self, tag: str, state: TenantState) -> None:
         key = self._key(tag, "tenant")
@@ -104,8 +158,7 @@ class RedisGuardStore:
         await self._redis.aclose()
 
 
-def _counter(values: list[int]) -> Counter:
-    limit, hits, reset_ms, window = values
+def _counter(limit: int, hits: int, reset_ms: int, window: int) -> Counter:
     return Counter(limit, max(limit - hits, 0), reset_ms, window)
 
 

@@ -6,11 +6,14 @@ Redis, a few dict look-ups without. Writers record changes with the other method
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Protocol
 
+# Tags that are not tenants start with "_", which a tenant slug cannot (policies/tenancy.py).
 PLATFORM_TAG = "_platform"
+LOGIN_TAG = "_login"
 
 
 class Outcome(IntEnum):
@@ -63,8 +66,21 @@ class Verdict:
     tenant: Counter | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Tally:
+    """Result of counting one request against several fixed windows at once (`GuardStore.hit`)."""
+
+    allowed: bool
+    counters: tuple[Counter, ...]
+
+
 class GuardStore(Protocol):
     async def admit(self, admission: Admission) -> Verdict: ...
+
+    async def hit(self, tag: str, windows: Sequence[tuple[str, Window]]) -> Tally:
+        """Count one request in every named window of `tag`, all or none: a request over any
+        limit is not counted anywhere."""
+        ...
 
     async def put_tenant(self, tag: str, state: TenantState) -> None: ...
 
