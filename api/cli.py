@@ -85,12 +85,8 @@ def serve(
     workers: Annotated[int, typer.Option(min=1, max=64)] = 1,
 ) -> None:
     """Serve the API with uvicorn."""
-    import os
-
     import uvicorn
 
-    # Workers read it at start-up: without Redis, several workers warn that limits are per worker.
-    os.environ["TENANTGATE_WORKERS"] = str(workers)
     uvicorn.run(
         "api.asgi:app",
         host=host,
@@ -239,6 +235,12 @@ def keys_rotate(as_json: JsonFlag = False) -> None:
 
     kid = _with_database(work)
     _output({"kid": kid}, as_json, f"active signing key: {kid}")
+
+
+from api.cli_audit import audit_app, scopes_app  # noqa: E402 - registered with the others
+
+app.add_typer(scopes_app, name="scopes")
+app.add_typer(audit_app, name="audit")
 
 
 def main() -> None:

@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from auth.errors import InvalidToken, MissingToken, OAuthError
+from policies.audit import record_access_denied, record_rate_limited
 from policies.errors import (
     GuardStateUnavailable,
     InsufficientScope,
@@ -98,6 +99,7 @@ async def _invalid_token(request: Request, error: Exception) -> JSONResponse:
 
 async def _insufficient_scope(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, InsufficientScope)
+    await record_access_denied(request, error)
     scope = " ".join(sorted(error.required))
     description = f"this operation needs the scope(s): {scope}"
     return problem(
@@ -128,6 +130,7 @@ async def _tenant_suspended(request: Request, _: Exception) -> JSONResponse:
 
 async def _rate_limited(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, RateLimited)
+    await record_rate_limited(request, error)
     return problem(
         request,
         429,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,6 +17,8 @@ from auth.keys import KeyRing
 from auth.passwords import Passwords, PasswordTooLong
 from auth.tokens import issue
 from config.settings import Settings
+from storage.audit import ANONYMOUS, NO_CONTEXT, Action, Actor, Context, EventOutcome, NewEvent
+from storage.audit import append as audit
 from storage.database import Database
 from storage.ids import new_id
 from storage.tables import memberships, refresh_tokens, tenants, users, utcnow
@@ -23,6 +26,23 @@ from storage.tables import memberships, refresh_tokens, tenants, users, utcnow
 FIRST_PARTY_CLIENT_ID = "tenantgate"
 INVALID_CREDENTIALS = "invalid username or password"
 PLATFORM_ADMIN_SCOPE = "platform:admin"
+# Reason codes of refused grants in the audit trail (the response stays deliberately vague).
+REFUSAL_REASONS = {
+    INVALID_CREDENTIALS: "invalid_credentials",
+    "the tenant is suspended": "tenant_suspended",
+    "the requested scope exceeds what this grant allows": "invalid_scope",
+    "the user belongs to several tenants: send `tenant`": "tenant_required",
+    "the refresh token is invalid or expired": "invalid_refresh_token",
+}
+
+log = logging.getLogger("tenantgate.grants")
+
+
+class RefreshTokenReused(OAuthError):
+    """A spent refresh token came back: its family is revoked, and that is audited already."""
+
+    def __init__(self) -> None:
+        super().__init__("invalid_grant", "the refresh token is invalid or expired")
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +95,21 @@ class Grants:
         self._role_scopes = role_scopes
 
     async def password(
-        self, username: str, password: str, scope: str | None, tenant: str | None
+        self,
+        username: str,
+        password: str,
+        scope: str | None,
+        tenant: str | None,
+        context: Context = NO_CONTEXT,
+    ) -> TokenResponse:
+        try:
+            return await self._password(username, password, scope, tenant, context)
+        except OAuthError as error:
+            await self._audit_refusal(error, "password", context, username=username, tenant=tenant)
+            raise
+
+    async def _password(
+        self, username: str, password: str, scope: str | None, tenant: str | None, context: Context
     ) -> TokenResponse:
         try:
             self._passwords.check_length(password)
@@ -99,7 +133,9 @@ class Grants:
                 )
             grant = await self._user_grant(connection, user.id, user.is_platform_admin, tenant)
             scopes = narrow(parse_scope(scope), grant.allowed)
-            return await self._respond(connection, grant, scopes, family=new_id("fam"))
+            return await self._respond(
+                connection, grant, scopes, new_id("fam"), Action.TOKEN_ISSUED, context
+            )
 
     async def _user_grant(
         self, connection: AsyncConnection, user_id: str, platform_admin: bool, tenant: str | None
@@ -133,8 +169,19 @@ class Grants:
         if status != "active":
             raise OAuthError("invalid_grant", "the tenant is suspended")
 
-    async def refresh(self, refresh_token: str, scope: str | None) -> TokenResponse:
+    async def refresh(
+        self, refresh_token: str, scope: str | None, context: Context = NO_CONTEXT
+    ) -> TokenResponse:
         token_hash = hash_refresh_token(refresh_token)
+        try:
+            return await self._refresh(token_hash, scope, context)
+        except RefreshTokenReused:
+            raise
+        except OAuthError as error:
+            await self._audit_refusal(error, "refresh_token", context, token_hash=token_hash)
+            raise
+
+    async def _refresh(self, token_hash: str, scope: str | None, context: Context) -> TokenResponse:
         async with self._database.write() as connection:
             row = (
                 await connection.execute(
@@ -153,11 +200,32 @@ class Grants:
                 grant = await self._refresh_grant(connection, row.user_id, row.tenant)
                 original = parse_scope(row.scope)
                 scopes = narrow(parse_scope(scope), original & grant.allowed)
-                return await self._respond(connection, grant, scopes, row.family_id, original)
+                return await self._respond(
+                    connection,
+                    grant,
+                    scopes,
+                    row.family_id,
+                    Action.TOKEN_REFRESHED,
+                    context,
+                    original,
+                )
             # Reuse of a spent token: someone else holds a copy. Revoke the whole family, and
             # commit that before answering.
             await revoke_family(connection, row.family_id)
-        raise OAuthError("invalid_grant", "the refresh token is invalid or expired")
+            await audit(
+                connection,
+                NewEvent(
+                    action=Action.REFRESH_TOKEN_REUSE,
+                    tenant=row.tenant,
+                    actor=Actor("user", row.user_id),
+                    outcome=EventOutcome.DENIED,
+                    target=f"refresh_family:{row.family_id}",
+                    scopes=parse_scope(row.scope),
+                    context=context,
+                    details={"family": row.family_id, "client_id": row.client_id},
+                ),
+            )
+        raise RefreshTokenReused()
 
     async def _refresh_grant(
         self, connection: AsyncConnection, user_id: str, tenant: str | None
@@ -177,6 +245,8 @@ class Grants:
         grant: _Grant,
         scopes: frozenset[str],
         family: str,
+        action: Action,
+        context: Context,
         refresh_scopes: frozenset[str] | None = None,
     ) -> TokenResponse:
         settings = self._settings
@@ -206,7 +276,91 @@ class Grants:
                 expires_at=now + timedelta(seconds=settings.refresh_token_ttl),
             )
         )
+        await audit(
+            connection,
+            NewEvent(
+                action=action,
+                tenant=grant.tenant,
+                actor=Actor("user", grant.user_id),
+                target=f"user:{grant.user_id}",
+                scopes=scopes,
+                context=context,
+                details={
+                    "grant_type": "password" if action is Action.TOKEN_ISSUED else "refresh_token",
+                    "client_id": FIRST_PARTY_CLIENT_ID,
+                    "jti": claims.jti,
+                    "family": family,
+                },
+            ),
+        )
         return TokenResponse(access, settings.access_token_ttl, claims.scope, refresh)
+
+    async def _audit_refusal(
+        self,
+        error: OAuthError,
+        grant_type: str,
+        context: Context,
+        *,
+        username: str | None = None,
+        tenant: str | None = None,
+        token_hash: str | None = None,
+    ) -> None:
+        """Refused grants are recorded in a short transaction of their own (the grant's own
+        transaction rolled back); never the password or the token, only what they belong to."""
+        details: dict[str, str] = {
+            "grant_type": grant_type,
+            "error": error.error,
+            "reason": REFUSAL_REASONS.get(error.description, error.error),
+        }
+        try:
+            async with self._database.write() as connection:
+                actor, chain = await self._refused_actor(
+                    connection, details, username, tenant, token_hash
+                )
+                event = NewEvent(
+                    action=Action.TOKEN_REFUSED,
+                    tenant=chain,
+                    actor=actor,
+                    outcome=EventOutcome.FAILURE,
+                    target=f"user:{actor.subject}" if actor.subject else None,
+                    context=context,
+                    details=details,
+                )
+                await audit(connection, event)
+        except Exception as failure:  # noqa: BLE001 - the refusal stands; the failure is logged
+            log.error("audit: token.refused not recorded (%s)", type(failure).__name__)
+
+    @staticmethod
+    async def _refused_actor(
+        connection: AsyncConnection,
+        details: dict[str, str],
+        username: str | None,
+        tenant: str | None,
+        token_hash: str | None,
+    ) -> tuple[Actor, str | None]:
+        """Who was refused, and which tenant's trail it belongs to (None: the platform's)."""
+        if token_hash is not None:
+            row = (
+                await connection.execute(
+                    sa.select(refresh_tokens.c.user_id, refresh_tokens.c.tenant).where(
+                        refresh_tokens.c.token_hash == token_hash
+                    )
+                )
+            ).first()
+            return (ANONYMOUS, None) if row is None else (Actor("user", row.user_id), row.tenant)
+        email = (username or "").strip().lower()
+        user_id = (
+            await connection.execute(sa.select(users.c.id).where(users.c.email == email))
+        ).scalar_one_or_none()
+        if user_id is None:
+            details["reason"] = "unknown_user"
+            details["username"] = email[:320]
+            return ANONYMOUS, None
+        query = sa.select(memberships.c.tenant).where(memberships.c.user_id == user_id)
+        if tenant is not None:
+            query = query.where(memberships.c.tenant == tenant)
+        tenants_of_user = (await connection.execute(query.limit(2))).scalars().all()
+        return Actor("user", user_id), tenants_of_user[0] if len(tenants_of_user) == 1 else None
 
 
 async def revoke_family(connection: AsyncConnection, family_id: str) -> None:

@@ -75,6 +75,9 @@ class Context:
     request_id: str | None = None
 
 
+NO_CONTEXT = Context()
+
+
 @dataclass(frozen=True, slots=True)
 class NewEvent:
     action: str
@@ -83,7 +86,7 @@ class NewEvent:
     outcome: str = EventOutcome.SUCCESS
     target: str | None = None
     scopes: Iterable[str] = ()
-    context: Context = Context()
+    context: Context = NO_CONTEXT
     details: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -155,7 +158,8 @@ def chain_of(tenant: str | None) -> str:
 
 
 def _clip(value: str | None, length: int) -> str | None:
-    return None if value is None else value[:length]
+    # An empty value is stored as null, so exports have one spelling for "nothing".
+    return value[:length] if value else None
 
 
 async def append(connection: AsyncConnection, event: NewEvent) -> Event:
@@ -199,21 +203,22 @@ def _as_kwargs(event: NewEvent) -> dict[str, Any]:
 
 
 async def _lock_head(connection: AsyncConnection, chain: str) -> tuple[int, str]:
-    dialect = connection.dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    # Create the head once (concurrent creators: one inserts, the others do nothing), then lock it.
-    await connection.execute(
-        insert(audit_heads)
-        .values(chain=chain, seq=0, hash=GENESIS_HASH)
-        .on_conflict_do_nothing(index_elements=["chain"])
+    locked = (
+        sa.select(audit_heads.c.seq, audit_heads.c.hash)
+        .where(audit_heads.c.chain == chain)
+        .with_for_update()
     )
-    head = (
+    head = (await connection.execute(locked)).first()
+    if head is None:
+        # The chain's first event: concurrent creators race here; one inserts, the others do
+        # nothing (and wait for it on PostgreSQL), then everyone takes the lock in turn.
+        insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
         await connection.execute(
-            sa.select(audit_heads.c.seq, audit_heads.c.hash)
-            .where(audit_heads.c.chain == chain)
-            .with_for_update()
+            insert(audit_heads)
+            .values(chain=chain, seq=0, hash=GENESIS_HASH)
+            .on_conflict_do_nothing(index_elements=["chain"])
         )
-    ).one()
+        head = (await connection.execute(locked)).one()
     return int(head.seq), str(head.hash)
 
 

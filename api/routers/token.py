@@ -12,7 +12,7 @@ from api.schemas.token import OAuthErrorOut, TokenOut
 from auth.errors import OAuthError
 from auth.grants import Grants, TokenResponse
 from auth.keys import KeyRing
-from policies.rate_limit import limit_login
+from policies.audit import request_context
 
 router = APIRouter(tags=["oauth2"])
 
@@ -46,12 +46,17 @@ async def token(
 ) -> JSONResponse:
     grants = cast(Grants, request.app.state.grants)
     if grant_type == "password":
-        await limit_login(request, _required("username", username))
         response = await grants.password(
-            _required("username", username), _required("password", password), scope, tenant or None
+            _required("username", username),
+            _required("password", password),
+            scope,
+            tenant or None,
+            request_context(request),
         )
     elif grant_type == "refresh_token":
-        response = await grants.refresh(_required("refresh_token", refresh_token), scope)
+        response = await grants.refresh(
+            _required("refresh_token", refresh_token), scope, request_context(request)
+        )
     elif not grant_type:
         raise OAuthError("invalid_request", "the `grant_type` parameter is required")
     else:

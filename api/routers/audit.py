@@ -1,0 +1,145 @@
+"""The tenant's audit trail and access matrix, for security teams (`audit:read`)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Security
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import StreamingResponse
+from pydantic import AwareDatetime
+
+from api.deps import DatabaseDep
+from api.schemas.audit import (
+    CSV,
+    NDJSON,
+    AccessMatrixOut,
+    AuditEventOut,
+    AuditEventPage,
+    csv_lines,
+    ndjson_line,
+)
+from policies.access_matrix import role_matrix, route_matrix, tenant_access
+from policies.authorize import require_scopes
+from policies.tenancy import CurrentTenant
+from storage.audit_queries import EventFilter, all_events, events
+
+router = APIRouter(
+    prefix="/audit",
+    tags=["audit"],
+    dependencies=[Security(require_scopes, scopes=["audit:read"])],
+)
+
+EXPORT_RESPONSES = {
+    200: {
+        "description": "A page of events; with `Accept: application/x-ndjson` or `text/csv` "
+        "the whole filtered range, streamed (one event per line / row, oldest first)",
+        "content": {NDJSON: {"schema": {"type": "string"}}, CSV: {"schema": {"type": "string"}}},
+    }
+}
+
+
+def _cursor(seq: int) -> str:
+    return base64.urlsafe_b64encode(f"seq:{seq}".encode()).decode().rstrip("=")
+
+
+def _after(cursor: str | None) -> int:
+    if cursor is None:
+        return 0
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        prefix, _, number = text.partition(":")
+        if prefix != "seq" or not number.isdigit() or len(number) > 18:
+            raise ValueError(cursor)
+        return int(number)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        error = {"loc": ("query", "cursor"), "msg": "malformed cursor", "type": "value_error"}
+        raise RequestValidationError([error]) from None
+
+
+def _export_type(request: Request) -> str | None:
+    """The first export media type the client accepts, in its order (q-values: 0 = refused)."""
+    for part in request.headers.get("accept", "").split(","):
+        media, *params = (piece.strip() for piece in part.split(";"))
+        if "q=0" in params or "q=0.0" in params:
+            continue
+        if media.lower() in (NDJSON, CSV):
+            return media.lower()
+    return None
+
+
+@router.get(
+    "/events",
+    response_model=AuditEventPage,
+    summary="Audit events, oldest first; filters; cursor pages or a streamed NDJSON/CSV export",
+    responses=EXPORT_RESPONSES,  # type: ignore[arg-type]
+)
+async def list_events(
+    request: Request,
+    tenant: CurrentTenant,
+    database: DatabaseDep,
+    action: Annotated[str | None, Query(max_length=60, description="e.g. token.refused")] = None,
+    actor: Annotated[str | None, Query(max_length=80, description="Actor subject")] = None,
+    since: Annotated[AwareDatetime | None, Query(description="Inclusive")] = None,
+    until: Annotated[AwareDatetime | None, Query(description="Exclusive")] = None,
+    cursor: Annotated[str | None, Query(max_length=100)] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+) -> AuditEventPage | StreamingResponse:
+    filters = EventFilter(action=action, actor=actor, since=since, until=until)
+    export = _export_type(request)
+    if export is not None:
+        return _stream(export, database, tenant.slug, filters)
+    async with database.read() as connection:
+        page = await events(
+            connection, tenant.slug, filters, after_seq=_after(cursor), limit=limit + 1
+        )
+    more = len(page) > limit
+    page = page[:limit]
+    return AuditEventPage(
+        events=[AuditEventOut.of(event) for event in page],
+        next_cursor=_cursor(page[-1].seq) if more else None,
+    )
+
+
+def _stream(
+    media: str, database: DatabaseDep, tenant: str, filters: EventFilter
+) -> StreamingResponse:
+    async def ndjson() -> AsyncIterator[str]:
+        async for event in all_events(database, tenant, filters):
+            yield ndjson_line(event)
+
+    async def csv() -> AsyncIterator[str]:
+        header = True
+        async for event in all_events(database, tenant, filters):
+            for chunk in csv_lines([event], header=header):
+                yield chunk
+            header = False
+        if header:  # no events: still a valid CSV document with its header
+            for chunk in csv_lines([]):
+                yield chunk
+
+    extension = "ndjson" if media == NDJSON else "csv"
+    return StreamingResponse(
+        ndjson() if media == NDJSON else csv(),
+        media_type=media + ("; charset=utf-8" if media == CSV else ""),
+        headers={
+            "Content-Disposition": f'attachment; filename="audit-{tenant}.{extension}"',
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+@router.get(
+    "/access",
+    response_model=AccessMatrixOut,
+    summary="Who can do what: routes x scopes, roles, members, clients, open sessions",
+)
+async def access_matrix(
+    request: Request, tenant: CurrentTenant, database: DatabaseDep
+) -> AccessMatrixOut:
+    async with database.read() as connection:
+        holders = await tenant_access(connection, tenant.slug)
+    return AccessMatrixOut.of(tenant.slug, route_matrix(request.app.routes), role_matrix(), holders)

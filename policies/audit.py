@@ -1,0 +1,190 @@
+"""Audit events built from a request: the actor (token), where it came from, what happened.
+
+Routers record a change with `record(connection, request, ...)` inside the change's own write
+transaction. Refusals that fail the request (insufficient scope, rate limit) are written in a short
+transaction of their own by the error handlers; those never turn the refusal into a 500.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from datetime import timedelta
+from typing import Any, cast
+
+from fastapi import Request
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from auth.principal import Principal
+from policies.access_matrix import route_template
+from policies.errors import InsufficientScope, RateLimited
+from storage.audit import (
+    ANONYMOUS,
+    Action,
+    Actor,
+    Context,
+    Event,
+    EventOutcome,
+    NewEvent,
+    append,
+    append_once,
+)
+from storage.database import Database
+from storage.tables import utcnow
+
+__all__ = [
+    "Action",
+    "EventOutcome",
+    "actor_of",
+    "record",
+    "record_access_denied",
+    "record_rate_limited",
+    "request_context",
+]
+
+log = logging.getLogger("tenantgate.audit")
+
+# Rate-limit windows already recorded by this process: (chain, subject, counter) -> end (epoch ms).
+# Only spares the database a look-up per 429; the database decides across workers.
+_WINDOWS_ATTRIBUTE = "audit_rate_limit_windows"
+_WINDOWS_MAX = 10_000
+
+
+def request_context(request: Request) -> Context:
+    request_id = getattr(request.state, "request_id", None)
+    return Context(
+        client_ip=request.client.host if request.client else None,
+        user_agent=request.headers.get("user-agent"),
+        request_id=request_id if isinstance(request_id, str) else None,
+    )
+
+
+def request_principal(request: Request) -> Principal | None:
+    principal = getattr(request.state, "principal", None)
+    return principal if isinstance(principal, Principal) else None
+
+
+def actor_of(principal: Principal | None) -> Actor:
+    return ANONYMOUS if principal is None else Actor(principal.kind, principal.subject)
+
+
+def route_of(request: Request) -> str:
+    """`METHOD /path/{template}`: the route, never the raw path (ids and slugs stay out)."""
+    template = route_template(request.app.routes, request.scope)
+    return f"{request.method} {template or '(unmatched)'}"
+
+
+async def record(
+    connection: AsyncConnection,
+    request: Request,
+    action: Action,
+    *,
+    tenant: str | None,
+    target: str | None = None,
+    outcome: EventOutcome = EventOutcome.SUCCESS,
+    scopes: Iterable[str] = (),
+    details: Mapping[str, Any] | None = None,
+) -> Event:
+    """Append one event for a change made in `connection`'s transaction by the caller."""
+    event = NewEvent(
+        action=action,
+        tenant=tenant,
+        actor=actor_of(request_principal(request)),
+        outcome=outcome,
+        target=target,
+        scopes=scopes,
+        context=request_context(request),
+        details=details or {},
+    )
+    return await append(connection, event)
+
+
+def _database(request: Request) -> Database:
+    return cast(Database, request.app.state.database)
+
+
+async def record_access_denied(request: Request, error: InsufficientScope) -> None:
+    principal = request_principal(request)
+    if principal is None:
+        return
+    event = NewEvent(
+        action=Action.ACCESS_DENIED,
+        tenant=principal.tenant,
+        actor=actor_of(principal),
+        outcome=EventOutcome.DENIED,
+        target=route_of(request),
+        scopes=error.required,
+        context=request_context(request),
+        details={
+            "reason": "insufficient_scope",
+            "missing": sorted(error.required - principal.scopes),
+            "client_id": principal.claims.client_id,
+        },
+    )
+    try:
+        async with _database(request).write() as connection:
+            await append(connection, event)
+    except Exception as failure:  # noqa: BLE001 - the 403 stands; the failure is logged
+        log.error("audit: access.denied not recorded (%s)", type(failure).__name__)
+
+
+async def record_rate_limited(request: Request, error: RateLimited) -> None:
+    """One event per (principal, exhausted counter, window), not one per rejected request."""
+    principal = request_principal(request)
+    if principal is None:
+        return
+    names = ("principal", "tenant") if len(error.counters) == 2 else ()
+    exhausted = [
+        (names[index] if names else f"counter{index}", counter)
+        for index, counter in enumerate(error.counters)
+        if counter.remaining == 0
+    ]
+    if not exhausted:
+        return
+    name, counter = exhausted[0]
+    now_ms = time.time_ns() // 1_000_000
+    key = (principal.tenant or "", principal.subject, name)
+    windows = _recorded_windows(request)
+    if windows.get(key, 0) > now_ms:
+        return
+    window_end = utcnow() + timedelta(milliseconds=counter.reset_ms)
+    event = NewEvent(
+        action=Action.RATE_LIMIT_EXCEEDED,
+        tenant=principal.tenant,
+        actor=actor_of(principal),
+        outcome=EventOutcome.DENIED,
+        target=f"rate_limit:{name}",
+        context=request_context(request),
+        details={
+            "limit": counter.limit,
+            "window_seconds": counter.window,
+            "first_route": route_of(request),
+            "client_id": principal.claims.client_id,
+        },
+    )
+    try:
+        async with _database(request).write() as connection:
+            await append_once(connection, event, window_end)
+    except Exception as failure:  # noqa: BLE001 - the 429 stands; the failure is logged
+        log.error("audit: rate_limit.exceeded not recorded (%s)", type(failure).__name__)
+        return
+    _remember(windows, key, now_ms + counter.reset_ms, now_ms)
+
+
+def _recorded_windows(request: Request) -> dict[tuple[str, str, str], int]:
+    state = request.app.state
+    windows = getattr(state, _WINDOWS_ATTRIBUTE, None)
+    if windows is None:
+        windows = {}
+        setattr(state, _WINDOWS_ATTRIBUTE, windows)
+    return cast(dict[tuple[str, str, str], int], windows)
+
+
+def _remember(windows: dict[tuple[str, str, str], int], key: Any, end: int, now: int) -> None:
+    if len(windows) >= _WINDOWS_MAX:
+        for stale in [k for k, v in windows.items() if v <= now]:
+            del windows[stale]
+        if len(windows) >= _WINDOWS_MAX:
+            windows.clear()
+    windows[key] = end
