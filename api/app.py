@@ -8,6 +8,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from api.errors import install_error_handlers
+from api.middleware.rate_limit_headers import install_rate_limits
 from api.routers import health, me, token
 from api.routers.tenants import tenant_router
 from api.runtime import lifespan
@@ -27,6 +28,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         swagger_ui_init_oauth={"usePkceWithAuthorizationCodeGrant": False},
     )
     install_error_handlers(app)
+    install_rate_limits(app, settings)
     for router in (token.router, health.router, me.router, tenant_router):
         app.include_router(router)
     _document_scopes(app)

@@ -85,8 +85,12 @@ def serve(
     workers: Annotated[int, typer.Option(min=1, max=64)] = 1,
 ) -> None:
     """Serve the API with uvicorn."""
+    import os
+
     import uvicorn
 
+    # Workers read it at start-up: without Redis, several workers warn that limits are per worker.
+    os.environ["TENANTGATE_WORKERS"] = str(workers)
     uvicorn.run(
         "api.asgi:app",
         host=host,

@@ -36,7 +36,9 @@ def _guard_store(settings: Settings) -> GuardStore:
     if settings.redis_url is None:
         return MemoryGuardStore()
     redis = create_redis(settings)
-    return FailoverGuardStore(RedisGuardStore(redis, settings.redis_prefix))
+    return FailoverGuardStore(
+        RedisGuardStore(redis, settings.redis_prefix), cooldown=settings.redis_breaker_cooldown
+    )
 
 
 async def _ensure_signing_key(settings: Settings, database: Database) -> None:

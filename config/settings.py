@@ -6,6 +6,7 @@ from enum import StrEnum
 from functools import lru_cache
 from typing import Annotated
 
+from limits import parse as parse_limit
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -46,6 +47,14 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     redis_prefix: str = "tg"
     redis_timeout: float = Field(default=0.25, gt=0)
+    # Rate limits: seconds between probes of a failed Redis; plan limits overriding or adding to
+    # policies/plans.py as JSON ({"free": {"principal": "60/minute", "tenant": "300/minute"}});
+    # /token limits per client IP and per username; worker count (`serve --workers` sets it).
+    redis_breaker_cooldown: float = Field(default=2.0, gt=0)
+    plan_limits: dict[str, dict[str, str]] = Field(default_factory=dict)
+    login_rate_limit_ip: str = "30/minute"
+    login_rate_limit_username: str = "10/minute"
+    workers: int = Field(default=1, ge=1)
     issuer: str = DEFAULT_ISSUER
     audience: str = "tenantgate"
     access_token_ttl: int = Field(default=900, ge=30, le=86_400)
@@ -60,6 +69,12 @@ class Settings(BaseSettings):
     trusted_proxies: CsvList = Field(default_factory=list)
     cors_origins: CsvList = Field(default_factory=list)
     log_level: str = "INFO"
+
+    @field_validator("login_rate_limit_ip", "login_rate_limit_username")
+    @classmethod
+    def _limit_string(cls, value: str) -> str:
+        parse_limit(value)  # "100/minute" syntax; raises ValueError on anything else
+        return value
 
     @field_validator("trusted_proxies", "cors_origins", mode="before")
     @classmethod

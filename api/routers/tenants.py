@@ -10,7 +10,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 
 from api.responses import GUARDED_RESPONSES
-from api.routers import audit
+from api.routers import audit, items, reports
 from policies.admission import admit_tenant_request
 
 tenant_router = APIRouter(
@@ -18,4 +18,6 @@ tenant_router = APIRouter(
     dependencies=[Depends(admit_tenant_request)],
     responses=GUARDED_RESPONSES,
 )
+tenant_router.include_router(items.router)
+tenant_router.include_router(reports.router)
 tenant_router.include_router(audit.router)

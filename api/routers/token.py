@@ -13,6 +13,7 @@ from auth.errors import OAuthError
 from auth.grants import Grants, TokenResponse
 from auth.keys import KeyRing
 from policies.audit import request_context
+from policies.rate_limit import limit_login
 
 router = APIRouter(tags=["oauth2"])
 
@@ -46,6 +47,7 @@ async def token(
 ) -> JSONResponse:
     grants = cast(Grants, request.app.state.grants)
     if grant_type == "password":
+        await limit_login(request, _required("username", username))
         response = await grants.password(
             _required("username", username),
             _required("password", password),
