@@ -116,19 +116,22 @@ async def test_bad_prices_are_422(world: World, owner: str) -> None:
             items_url("acme"), json=item_body(price=price), headers=bearer(owner)
         )
         assert ["body", "price"] in [loc[:2] for loc in error_locations(response)], price
-    assert (await world.client.get(items_url("acme"), headers=bearer(owner))).json()["items"] == []
-
-
-async def test_json_nan_and_infinity_literals_are_422(world: World, owner: str) -> None:
+    # Python's json module reads these literals as floats; they still are no price.
     for literal in ("NaN", "Infinity", "-Infinity"):
         content = '{"sku": "S", "name": "n", "category": "c", "quantity": 1, "price": ' + literal
-        content += "}"
         response = await world.client.post(
             items_url("acme"),
-            content=content,
+            content=content + "}",
             headers={**bearer(owner), "content-type": "application/json"},
         )
         assert error_locations(response) == [["body", "price"]]
+    broken = await world.client.post(
+        items_url("acme"),
+        content="{not json",
+        headers={**bearer(owner), "content-type": "application/json"},
+    )
+    assert_problem(broken, 422, "validation-error")
+    assert (await world.client.get(items_url("acme"), headers=bearer(owner))).json()["items"] == []
 
 
 BAD_FIELDS: list[tuple[str, Any]] = [
@@ -194,15 +197,6 @@ async def test_server_owned_fields_are_refused(world: World, owner: str) -> None
     assert listed.json()["items"] == [created]
 
 
-async def test_not_json_is_422(world: World, owner: str) -> None:
-    response = await world.client.post(
-        items_url("acme"),
-        content="{not json",
-        headers={**bearer(owner), "content-type": "application/json"},
-    )
-    assert_problem(response, 422, "validation-error")
-
-
 async def test_sku_is_unique_per_tenant(world: World, owner: str) -> None:
     await create_item(world, owner, "acme", sku="DUP")
     again = await world.client.post(
@@ -233,11 +227,8 @@ async def test_unknown_and_foreign_items_are_404(world: World, owner: str) -> No
     assert all(body == bodies[0] for body in bodies)
     still = await world.client.get(items_url("globex", foreign["id"]), headers=bearer(other))
     assert still.json() == foreign
-
-
-async def test_overlong_item_id_is_422(world: World, owner: str) -> None:
-    response = await world.client.get(items_url("acme", "x" * 41), headers=bearer(owner))
-    assert error_locations(response) == [["path", "item_id"]]
+    overlong = await world.client.get(items_url("acme", "x" * 41), headers=bearer(owner))
+    assert error_locations(overlong) == [["path", "item_id"]]
 
 
 async def test_patch_changes_only_what_is_sent(world: World, owner: str) -> None:
@@ -386,16 +377,6 @@ async def test_pagination_walks_every_item_once_in_id_order(world: World, owner:
     assert seen == every[:5] + every[6:]
 
 
-async def test_limit_bounds(world: World, owner: str) -> None:
-    for limit in ("0", "101", "-1", "ten"):
-        response = await world.client.get(
-            items_url("acme"), params={"limit": limit}, headers=bearer(owner)
-        )
-        assert error_locations(response) == [["query", "limit"]]
-    ok = await world.client.get(items_url("acme"), params={"limit": 100}, headers=bearer(owner))
-    assert ok.json() == {"items": [], "next_cursor": None}
-
-
 def b64(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
@@ -414,12 +395,19 @@ BAD_CURSORS = [
 ]
 
 
-async def test_malformed_cursor_is_422(world: World, owner: str) -> None:
+async def test_limit_bounds_and_malformed_cursors_are_422(world: World, owner: str) -> None:
     for cursor in BAD_CURSORS:
         response = await world.client.get(
             items_url("acme"), params={"cursor": cursor}, headers=bearer(owner)
         )
         assert error_locations(response) == [["query", "cursor"]], cursor
+    for limit in ("0", "101", "-1", "ten"):
+        response = await world.client.get(
+            items_url("acme"), params={"limit": limit}, headers=bearer(owner)
+        )
+        assert error_locations(response) == [["query", "limit"]]
+    ok = await world.client.get(items_url("acme"), params={"limit": 100}, headers=bearer(owner))
+    assert ok.json() == {"items": [], "next_cursor": None}
 
 
 async def test_name_prefix_treats_like_wildcards_as_text(world: World, owner: str) -> None:
