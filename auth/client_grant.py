@@ -24,15 +24,17 @@ class ClientCredentialsGrant:
     ) -> TokenResponse:
         """Authenticate, cap the scope, sign; no refresh token (the client can ask again)."""
         settings = self._settings
-        async with self._database.write() as connection:
+        # Authenticate on a read: a flood of bad credentials never takes the write lock.
+        async with self._database.read() as connection:
             client = await authenticate(connection, credentials, allow_public=False)
-            assert client.record is not None
-            if not client.tenant_active:
-                raise OAuthError("invalid_grant", "the tenant is suspended")
-            scopes = narrow(parse_scope(scope), client.record.scopes)
-            # Signed after the commit on purpose: a rotation or deletion committed in between
-            # cuts off the revision read here, so that token is refused like any older one.
+        assert client.record is not None
+        if not client.tenant_active:
+            raise OAuthError("invalid_grant", "the tenant is suspended")
+        scopes = narrow(parse_scope(scope), client.record.scopes)
+        async with self._database.write() as connection:
             await client_rows.record_use(connection, client.client_id)
+        # Signed with the revision read above: a secret rotation or a deletion committed since
+        # cuts that revision off, so such a token is refused like any older one.
         access, claims = issue(
             self._keyring,
             issuer=settings.issuer,

@@ -88,7 +88,9 @@ async def _seed(settings: Settings) -> dict[str, dict[str, str]]:
     return made
 
 
-@pytest.fixture(scope="module")
+# Session scope: xdist may interleave this module with others on its worker, and a module
+# fixture would then start the server again.
+@pytest.fixture(scope="session")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     home = tmp_path_factory.mktemp("integrator")
     port = _free_port()
@@ -134,7 +136,7 @@ def _wait_until_up(url: str, server: subprocess.Popen[bytes], log: Path) -> None
     pytest.fail("uvicorn did not come up in 30 s")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def script() -> ModuleType:
     spec = importlib.util.spec_from_file_location("integrator", SCRIPT)
     assert spec is not None

@@ -27,6 +27,8 @@ NO_STORE = {"Cache-Control": "no-store"}
 # Above every real revision (milliseconds): all tokens of a deleted client fall below it.
 # 2**53 - 1 stays exact as a Lua number in the Redis guard script.
 DELETED_REVISION = 2**53 - 1
+# Cut-offs outlive the last token they stop: one may be signed just after the change commits.
+CUTOFF_MARGIN = 60
 
 ClientId = Annotated[str, Path(max_length=60, description="The client_id")]
 
@@ -119,7 +121,7 @@ async def delete_client(
             tenant.slug,
             CLIENT_SUBJECT_PREFIX + client_id,
             DELETED_REVISION,
-            settings.access_token_ttl,
+            settings.access_token_ttl + CUTOFF_MARGIN,
         )
     return Response(status_code=204)
 
@@ -146,7 +148,7 @@ async def rotate_secret(
             tenant.slug,
             CLIENT_SUBJECT_PREFIX + client_id,
             revision,
-            settings.access_token_ttl,
+            settings.access_token_ttl + CUTOFF_MARGIN,
         )
     response.headers.update(NO_STORE)
     return ClientSecretOut(client_id=client_id, client_secret=secret)
