@@ -1,0 +1,175 @@
+"""Redis refused, hung (SIGSTOP) or restarting: no stall, no 500, limits per process, recovery.
+
+Each test runs its own redis-server (tests/support_redis.py); the shared one is never touched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from redis.asyncio import Redis
+
+from config.settings import Settings
+from policies.guard_sync import revoke_token
+from storage.guard_failover import FailoverGuardStore, StateStoreUnavailable
+from tests.support import World, jwt_part, make_settings
+from tests.support_rate_limit import SMALL_PLANS, get, limit_headers, member_token, probe_router
+from tests.support_redis import RedisProcess, own_redis
+
+PREFIX = "tgfail"
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisProcess]:
+    with own_redis(tmp_path) as server:
+        yield server
+
+
+def failing_settings(database_url: str, server: RedisProcess, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "redis_url": server.url,
+        "redis_prefix": PREFIX,
+        "redis_timeout": 0.2,
+        "redis_breaker_cooldown": 0.1,
+        "plan_limits": SMALL_PLANS,
+        "login_rate_limit_username": "3/minute",
+        **overrides,
+    }
+    return make_settings(database_url, **values)
+
+
+@asynccontextmanager
+async def started(settings: Settings) -> AsyncIterator[World]:
+    async with World.start(settings) as world:
+        world.app.include_router(probe_router())
+        yield world
+
+
+def guard(world: World) -> FailoverGuardStore:
+    store = world.app.state.guard
+    assert isinstance(store, FailoverGuardStore)
+    return store
+
+
+async def wait_until_recovered(world: World, seconds: float = 5.0) -> None:
+    deadline = time.monotonic() + seconds
+    while guard(world).degraded:
+        assert time.monotonic() < deadline, "the breaker did not close after Redis came back"
+        await asyncio.sleep(0.02)
+
+
+async def redis_keys(server: RedisProcess, pattern: str) -> list[bytes]:
+    client = Redis.from_url(server.url)
+    try:
+        return [key async for key in client.scan_iter(match=f"{PREFIX}:{pattern}")]
+    finally:
+        await client.aclose()
+
+
+async def sign_in(world: World, username: str) -> httpx.Response:
+    form = {"grant_type": "password", "username": username, "password": "wrong-password"}
+    return await world.client.post("/token", data=form)
+
+
+async def test_refused_redis_fails_open_then_recovers(
+    database_url: str, redis_server: RedisProcess
+) -> None:
+    redis_server.stop()
+    async with started(failing_settings(database_url, redis_server)) as world:
+        # Start-up could not seed Redis: the app serves anyway, from its own store.
+        await world.tenant("acme")
+        token = await member_token(world, "acme", "ann@acme.test")
+        statuses = [(await get(world, token, "acme")).status_code for _ in range(6)]
+        assert statuses == [200] * 5 + [429], "the per-process limit still applies"
+        assert guard(world).degraded
+        assert guard(world).fallback_admissions >= 6
+        ready = await world.client.get("/ready")
+        assert ready.status_code == 200
+        assert ready.json()["status"] == "degraded"
+        assert ready.json()["components"]["redis"] == "degraded"
+        # A change other workers could not see is refused at once, not after a timeout.
+        began = time.monotonic()
+        with pytest.raises(StateStoreUnavailable):
+            await guard(world).revoke_token("acme", "some-jti", 60)
+        assert time.monotonic() - began < 0.1
+
+        redis_server.start()
+        await wait_until_recovered(world)
+        assert (await world.client.get("/ready")).json()["status"] == "ok"
+        fresh = await member_token(world, "acme", "bob@acme.test")
+        response = await get(world, fresh, "acme")
+        assert response.status_code == 200
+        assert limit_headers(response)["x-ratelimit-remaining"] == "4"
+        # Counted in Redis again, which was re-seeded from the database on recovery.
+        assert await redis_keys(redis_server, "{acme}:tenant")
+        assert await redis_keys(redis_server, "{acme}:rl:t")
+
+
+async def test_hung_redis_stalls_nothing(database_url: str, redis_server: RedisProcess) -> None:
+    settings = failing_settings(database_url, redis_server, redis_timeout=0.5)
+    async with started(settings) as world:
+        await world.tenant("acme")
+        token = await member_token(world, "acme", "ann@acme.test")
+        assert (await get(world, token, "acme")).status_code == 200
+        redis_server.pause()
+        try:
+            # The request in flight when Redis hangs waits for the socket timeout; meanwhile
+            # the event loop keeps answering unrelated requests at their normal speed.
+            stuck = asyncio.create_task(get(world, token, "acme"))
+            await asyncio.sleep(0.05)
+            for _ in range(5):
+                began = time.monotonic()
+                assert (await world.client.get("/health")).status_code == 200
+                assert time.monotonic() - began < 0.1
+            assert not stuck.done()
+            response = await stuck
+            assert response.status_code == 200, "fail open, never a 500"
+            assert limit_headers(response)["x-ratelimit-limit"] == "5"
+            assert guard(world).degraded
+            # The breaker is open: nobody pays the timeout any more.
+            for _ in range(3):
+                began = time.monotonic()
+                assert (await get(world, token, "acme")).status_code == 200
+                assert time.monotonic() - began < 0.2
+            # /token keeps a per-process limit while Redis hangs.
+            attempts = [(await sign_in(world, "mallory@acme.test")).status_code for _ in range(4)]
+            assert attempts == [400, 400, 400, 429]
+        finally:
+            redis_server.resume()
+        await wait_until_recovered(world)
+        assert (await get(world, token, "acme")).status_code in {200, 429}
+        assert not guard(world).degraded
+
+
+async def test_restarted_redis_keeps_revocations_and_limits(
+    database_url: str, redis_server: RedisProcess
+) -> None:
+    async with started(failing_settings(database_url, redis_server)) as world:
+        await world.tenant("acme")
+        revoked = await member_token(world, "acme", "ann@acme.test")
+        kept = await member_token(world, "acme", "bob@acme.test")
+        async with world.database.write() as connection:
+            await revoke_token(connection, guard(world), "acme", jwt_part(revoked, 1)["jti"], 600)
+        assert (await get(world, revoked, "acme")).status_code == 401
+
+        redis_server.stop()  # its data is gone with it
+        assert (await get(world, revoked, "acme")).status_code == 401
+        assert (await get(world, kept, "acme")).status_code == 200
+        assert guard(world).degraded
+
+        redis_server.start()  # empty
+        await wait_until_recovered(world)
+        assert (await get(world, revoked, "acme")).status_code == 401
+        response = await get(world, kept, "acme")
+        assert response.status_code == 200
+        assert await redis_keys(redis_server, "{acme}:jti:*")
+        assert await redis_keys(redis_server, "{acme}:rl:p:*")
+        # Redis counts from zero after losing its data: one request in the new window.
+        assert limit_headers(response)["x-ratelimit-remaining"] == "4"

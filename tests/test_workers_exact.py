@@ -1,0 +1,120 @@
+"""Two uvicorn worker processes sharing the database and Redis: a burst lets exactly L through."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from tests.support import TEST_ISSUER, World, bearer, make_settings
+from tests.support_redis import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+PLANS = {"free": {"principal": "5/minute", "tenant": "7/minute"}}
+BURST_PER_USER = 20
+
+
+@contextmanager
+def uvicorn_workers(count: int, env: dict[str, str]) -> Iterator[list[str]]:
+    """`count` separate uvicorn processes serving api.asgi:app, configured by environment only."""
+    ports = [free_port() for _ in range(count)]
+    processes = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "api.asgi:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--no-proxy-headers",
+                "--log-level",
+                "warning",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        for port in ports
+    ]
+    try:
+        urls = [f"http://127.0.0.1:{port}" for port in ports]
+        for url, process in zip(urls, processes, strict=True):
+            _wait_until_serving(url, process)
+        yield urls
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(timeout=20)
+
+
+def _wait_until_serving(url: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            assert process.stderr is not None
+            raise AssertionError(f"worker exited: {process.stderr.read().decode()[-2000:]}")
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"worker at {url} did not start")
+
+
+async def test_burst_across_two_workers_is_exact(
+    database_url: str, redis_url: str, redis_prefix: str
+) -> None:
+    settings = make_settings(
+        database_url, redis_url=redis_url, redis_prefix=redis_prefix, plan_limits=PLANS
+    )
+    async with World.start(settings) as world:
+        await world.tenant("acme")
+        tokens = {}
+        for name in ("ann", "bob"):
+            await world.member("acme", f"{name}@acme.test", "viewer")
+            tokens[name] = await world.login(f"{name}@acme.test", tenant="acme")
+
+    env = {
+        **os.environ,
+        "TENANTGATE_DATABASE_URL": database_url,
+        "TENANTGATE_REDIS_URL": redis_url,
+        "TENANTGATE_REDIS_PREFIX": redis_prefix,
+        "TENANTGATE_ISSUER": TEST_ISSUER,
+        "TENANTGATE_AUDIENCE": settings.audience,
+        "TENANTGATE_PLAN_LIMITS": json.dumps(PLANS),
+        "TENANTGATE_WORKERS": "2",
+    }
+    with uvicorn_workers(2, env) as urls:
+        limits = httpx.Limits(max_connections=32)
+        async with httpx.AsyncClient(limits=limits, timeout=10) as client:
+
+            async def one(index: int, name: str) -> tuple[str, int]:
+                url = f"{urls[index % 2]}/v1/tenants/acme/items"
+                response = await client.get(url, headers=bearer(tokens[name]))
+                return name, response.status_code
+
+            results = await asyncio.gather(
+                *(one(i, name) for i in range(BURST_PER_USER) for name in ("ann", "bob"))
+            )
+    statuses = Counter(status for _, status in results)
+    assert set(statuses) <= {200, 429}, statuses
+    # Each worker alone would admit up to 7 (its own tenant counter): 14 in all.
+    assert statuses[200] == 7, statuses
+    assert statuses[429] == 2 * BURST_PER_USER - 7
+    per_user = Counter(name for name, status in results if status == 200)
+    assert max(per_user.values()) <= 5, per_user
