@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,6 +22,8 @@ PRICE_SCALE = 10_000
 PRICE_DECIMALS = 4
 UPDATABLE = frozenset({"sku", "name", "description", "category", "price_units", "quantity", "tags"})
 SKU_TAKEN = "an item with this SKU exists in this tenant"
+# What new_id("itm") makes; anything else names no item and is not looked up.
+ITEM_ID = re.compile(r"^itm_[0-9a-f]{22}$")
 
 
 def price_to_units(price: Decimal) -> int:
@@ -101,6 +104,9 @@ def _item(row: sa.Row[Any]) -> Item:
 
 
 def _in_tenant(tenant: str, item_id: str) -> sa.ColumnElement[bool]:
+    # Also keeps bytes the database would choke on (NUL on PostgreSQL) out of the query.
+    if not ITEM_ID.match(item_id):
+        raise NotFound("item")
     return sa.and_(items.c.tenant == tenant, items.c.id == item_id)
 
 

@@ -64,6 +64,11 @@ async def test_defaults_and_whitespace(world: World, owner: str) -> None:
     assert created["description"] == ""
     assert created["tags"] == []
     assert created["name"] == "Spaced"
+    text = "two\nlines\tand a tab"
+    patched = await world.client.patch(
+        items_url("acme", created["id"]), json={"description": text}, headers=bearer(owner)
+    )
+    assert patched.json()["description"] == text
 
 
 EXACT_PRICES: list[tuple[Any, str]] = [
@@ -153,6 +158,13 @@ BAD_FIELDS: list[tuple[str, Any]] = [
     ("tags", ["t" * 41]),
     ("tags", [""]),
     ("tags", "blue"),
+    # Control characters: PostgreSQL refuses NUL, and none belongs in a one-line field.
+    ("name", "nul\x00byte"),
+    ("name", "two\nlines"),
+    ("category", "tab\there"),
+    ("tags", ["esc\x1b"]),
+    ("description", "nul\x00byte"),
+    ("sku", "S\x00"),
 ]
 
 
@@ -213,7 +225,7 @@ async def test_unknown_and_foreign_items_are_404(world: World, owner: str) -> No
     foreign = await create_item(world, other, "globex")
     unknown = "itm_" + "0" * 22
     bodies = []
-    for item_id in (foreign["id"], unknown, "nonsense"):
+    for item_id in (foreign["id"], unknown, "nonsense", "itm_%00", "itm_0'--"):
         url = items_url("acme", item_id)
         for response in (
             await world.client.get(url, headers=bearer(owner)),
@@ -286,7 +298,17 @@ async def test_if_match_on_patch(world: World, owner: str) -> None:
         )
 
     assert (await patch('"1"', "one")).headers["etag"] == '"2"'
-    for stale in ('"1"', 'W/"2"', "2", '"x"', '""', "garbage", '"3"'):
+    for stale in (
+        '"1"',
+        'W/"2"',
+        "2",
+        '"x"',
+        '""',
+        "garbage",
+        '"3"',
+        '"2147483648"',
+        '"9' + "9" * 30 + '"',
+    ):
         response = await patch(stale, "stale")
         assert_problem(response, 412, "precondition-failed")
     assert (await patch('"1", "2"', "list")).headers["etag"] == '"3"'
@@ -401,6 +423,11 @@ async def test_limit_bounds_and_malformed_cursors_are_422(world: World, owner: s
             items_url("acme"), params={"cursor": cursor}, headers=bearer(owner)
         )
         assert error_locations(response) == [["query", "cursor"]], cursor
+    for name, value in (("category", "nul\x00"), ("name_prefix", "a\x00"), ("category", "\n")):
+        response = await world.client.get(
+            items_url("acme"), params={name: value}, headers=bearer(owner)
+        )
+        assert error_locations(response) == [["query", name]]
     for limit in ("0", "101", "-1", "ten"):
         response = await world.client.get(
             items_url("acme"), params={"limit": limit}, headers=bearer(owner)

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response, Security, status
 
 from api.deps import DatabaseDep
 from api.schemas.common import Problem
-from api.schemas.items import Cursor, ItemCreate, ItemOut, ItemPage, ItemPatch, encode_cursor
+from api.schemas.items import (
+    ONE_LINE,
+    Cursor,
+    ItemCreate,
+    ItemOut,
+    ItemPage,
+    ItemPatch,
+    encode_cursor,
+)
 from policies.authorize import require_scopes
 from policies.tenancy import CurrentTenant
 from storage import items as store
@@ -20,6 +29,9 @@ router = APIRouter(
     dependencies=[Security(require_scopes, scopes=["items:read"])],
 )
 WRITE = [Security(require_scopes, scopes=["items:write"])]
+# Versions live in an INTEGER column; a larger If-Match value can name no version.
+MAX_VERSION = 2**31 - 1
+ENTITY_TAG = re.compile(r'"([0-9]{1,10})"')
 
 ItemId = Annotated[str, Path(max_length=40, description="Opaque item id")]
 IfMatch = Annotated[
@@ -53,9 +65,9 @@ def if_match_versions(header: str | None) -> frozenset[int] | None:
         return None
     versions = set()
     for tag in header.split(","):
-        value = tag.strip()
-        if len(value) > 2 and value[0] == value[-1] == '"' and value[1:-1].isdecimal():
-            versions.add(int(value[1:-1]))
+        match = ENTITY_TAG.fullmatch(tag.strip())
+        if match and int(match[1]) <= MAX_VERSION:
+            versions.add(int(match[1]))
     return frozenset(versions)
 
 
@@ -65,9 +77,10 @@ async def list_items(
     database: DatabaseDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
     cursor: Annotated[Cursor | None, Query(description="next_cursor of the previous page")] = None,
-    category: Annotated[str | None, Query(min_length=1, max_length=100)] = None,
+    category: Annotated[str | None, Query(min_length=1, max_length=100, pattern=ONE_LINE)] = None,
     name_prefix: Annotated[
-        str | None, Query(min_length=1, max_length=200, description="Case-sensitive")
+        str | None,
+        Query(min_length=1, max_length=200, pattern=ONE_LINE, description="Case-sensitive"),
     ] = None,
 ) -> ItemPage:
     async with database.read() as connection:

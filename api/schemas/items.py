@@ -20,12 +20,14 @@ from pydantic import (
 )
 
 from api.schemas.common import InputModel
-from storage.items import Item, price_to_units, units_to_price
+from storage.items import ITEM_ID, Item, price_to_units, units_to_price
 
 MAX_PRICE = Decimal(1_000_000_000)
 MAX_QUANTITY = 1_000_000_000
 PLAIN_DECIMAL = re.compile(r"^[0-9]{1,10}(\.[0-9]{1,12})?$")
-ITEM_ID = re.compile(r"^itm_[0-9a-f]{22}$")
+# No control characters (PostgreSQL refuses NUL outright); descriptions may hold line breaks.
+ONE_LINE = r"^[^\x00-\x1f\x7f]*$"
+MULTI_LINE = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
 CURSOR_VERSION = "1:"
 
 
@@ -64,10 +66,10 @@ Sku = Annotated[
     str,
     StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._\-/]*$"),
 ]
-Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
-Description = Annotated[str, StringConstraints(max_length=2000)]
-Category = Annotated[str, StringConstraints(min_length=1, max_length=100)]
-Tag = Annotated[str, StringConstraints(min_length=1, max_length=40)]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=ONE_LINE)]
+Description = Annotated[str, StringConstraints(max_length=2000, pattern=MULTI_LINE)]
+Category = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=ONE_LINE)]
+Tag = Annotated[str, StringConstraints(min_length=1, max_length=40, pattern=ONE_LINE)]
 Tags = Annotated[list[Tag], Field(max_length=20)]
 
 
