@@ -12,9 +12,10 @@ from enum import StrEnum
 from typing import Annotated, TypeVar
 
 import typer
+from sqlalchemy.exc import SQLAlchemyError
 
 from api.schemas.audit import AccessMatrixOut, RouteOut, csv_lines, ndjson_line
-from config.settings import get_settings
+from config.settings import Settings, get_settings
 from policies.access_matrix import (
     TenantAccess,
     markdown,
@@ -53,7 +54,16 @@ def _run(work: Callable[[Database], Awaitable[T]]) -> T:
         finally:
             await database.dispose()
 
-    return asyncio.run(run())
+    try:
+        return asyncio.run(run())
+    except SQLAlchemyError as error:
+        # The type only: the message may carry the database URL, password included.
+        typer.echo(
+            f"error: the database cannot be read ({type(error).__name__}); is it reachable, "
+            "and migrated (`tenantgate db upgrade`)?",
+            err=True,
+        )
+        raise typer.Exit(2) from None
 
 
 def _routes() -> list[RouteOut]:
@@ -131,12 +141,18 @@ def scopes_matrix(
         typer.echo("  ".join([*padded, row[3]]).rstrip())
 
 
+def scopes_markdown() -> str:
+    """docs/scopes.md for the code as it is: the app built on default settings (the environment
+    cannot change the document), never started."""
+    from api.app import create_app
+
+    return markdown(route_matrix(create_app(Settings.model_construct()).routes))
+
+
 @scopes_app.command("doc")
 def scopes_doc() -> None:
     """Print docs/scopes.md, the route x scope table (`tenantgate scopes doc > docs/scopes.md`)."""
-    from api.app import create_app
-
-    typer.echo(markdown(route_matrix(create_app(get_settings()).routes)), nl=False)
+    typer.echo(scopes_markdown(), nl=False)
 
 
 @audit_app.command("export")
