@@ -13,6 +13,7 @@ from auth.tokens import AccessClaims, TokenVerifier
 
 PrincipalKind = Literal["user", "client"]
 CLIENT_SUBJECT_PREFIX = "client:"
+PRINCIPAL_SCOPE_KEY = "tenantgate.principal"
 
 # Scope descriptions are added to the OpenAPI document by the api layer, which owns the catalogue.
 bearer_scheme = OAuth2PasswordBearer(tokenUrl="/token", auto_error=False)
@@ -48,14 +49,17 @@ async def get_principal(
 ) -> Principal:
     # FastAPI caches a dependency per set of security scopes, so with a router-level and a
     # route-level scope check this runs more than once per request: decode only the first time.
-    known: Principal | None = getattr(request.state, "principal", None)
-    if known is not None:
+    # Kept in the ASGI scope, which is this request's own: request.state can be one dict shared
+    # by every request (asgi-lifespan does that), and would hand one caller's principal to another.
+    known = request.scope.get(PRINCIPAL_SCOPE_KEY)
+    if isinstance(known, Principal):
         return known
     if not token:
         raise MissingToken()
     if len(token) > 8192:
         raise InvalidToken("malformed")
     principal = Principal(await token_verifier(request).verify(token))
+    request.scope[PRINCIPAL_SCOPE_KEY] = principal
     request.state.principal = principal
     return principal
 
