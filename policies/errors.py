@@ -33,3 +33,15 @@ class RateLimited(DomainError):
 
 class GuardStateUnavailable(DomainError):
     """A security change could not be shared with the other workers; nothing was changed."""
+
+
+class PrivilegeEscalation(InsufficientScope):
+    """Granting, or changing a member holding, scopes the caller's own token does not hold."""
+
+
+class LastOwner(DomainError):
+    """The change would leave the tenant without an owner."""
+
+
+class PasswordRejected(DomainError):
+    """A password change was refused (wrong current password, or an unusable new one)."""

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from storage.errors import Conflict, NotFound
 from storage.ids import new_id
-from storage.tables import memberships, tenants, users, utcnow
+from storage.tables import memberships, refresh_tokens, tenants, users, utcnow
 
 
 def now_ms() -> int:
@@ -71,14 +71,21 @@ async def create_tenant(connection: AsyncConnection, slug: str, name: str, plan:
         raise Conflict(f"tenant {slug!r} exists") from None
 
 
-async def add_member(connection: AsyncConnection, tenant: str, user_id: str, role: str) -> int:
-    """Add the user to the tenant; returns the membership revision."""
+async def add_member(
+    connection: AsyncConnection,
+    tenant: str,
+    user_id: str,
+    role: str,
+    *,
+    revision: int | None = None,
+) -> int:
+    """Add the user to the tenant; returns the membership revision (now, unless given)."""
     exists = (
         await connection.execute(sa.select(tenants.c.slug).where(tenants.c.slug == tenant))
     ).first()
     if exists is None:
         raise NotFound("tenant")
-    revision = now_ms()
+    revision = now_ms() if revision is None else revision
     try:
         async with connection.begin_nested():
             await connection.execute(
@@ -93,3 +100,29 @@ async def add_member(connection: AsyncConnection, tenant: str, user_id: str, rol
     except IntegrityError:
         raise Conflict("the user is already a member of this tenant") from None
     return revision
+
+
+async def password_hash_of(connection: AsyncConnection, user_id: str) -> str | None:
+    """The stored hash of an active user, None for unknown or deactivated users."""
+    query = sa.select(users.c.password_hash).where(
+        users.c.id == user_id, users.c.is_active.is_(True)
+    )
+    return (await connection.execute(query)).scalar_one_or_none()
+
+
+async def set_password(connection: AsyncConnection, user_id: str, password_hash: str) -> None:
+    """Store a password the user chose; a one-time password no longer needs changing."""
+    await connection.execute(
+        users.update()
+        .where(users.c.id == user_id)
+        .values(password_hash=password_hash, must_change_password=False)
+    )
+
+
+async def revoke_user_sessions(connection: AsyncConnection, user_id: str) -> None:
+    """Revoke every refresh token of the user, in every tenant."""
+    await connection.execute(
+        refresh_tokens.update()
+        .where(refresh_tokens.c.user_id == user_id, refresh_tokens.c.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )

@@ -1,0 +1,52 @@
+"""POST /v1/me/password: a user replaces their password (e.g. the one-time one of an invitation)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Response
+
+from api.deps import DatabaseDep, PasswordsDep
+from api.responses import GUARDED_RESPONSES
+from api.schemas.account import PasswordChange
+from api.schemas.common import Problem
+from auth.passwords import PasswordTooLong
+from auth.principal import CurrentPrincipal
+from policies.admission import admit_principal
+from policies.errors import PasswordRejected
+from storage import accounts
+
+router = APIRouter(
+    prefix="/v1",
+    tags=["identity"],
+    dependencies=[Depends(admit_principal)],
+    responses=GUARDED_RESPONSES,
+)
+
+
+@router.post(
+    "/me/password",
+    status_code=204,
+    summary="Change the caller's password; every refresh token of the user is revoked",
+    responses={400: {"model": Problem, "description": "Wrong current password"}},
+)
+async def change_password(
+    body: PasswordChange,
+    principal: CurrentPrincipal,
+    database: DatabaseDep,
+    passwords: PasswordsDep,
+) -> Response:
+    if principal.kind != "user":
+        raise PasswordRejected("only users have passwords")
+    async with database.read() as connection:
+        stored = await accounts.password_hash_of(connection, principal.subject)
+    try:
+        valid, _ = await passwords.verify(body.current_password, stored)
+        new_hash = await passwords.hash(body.new_password) if valid else None
+    except PasswordTooLong as error:
+        raise PasswordRejected(str(error)) from None
+    if new_hash is None:
+        raise PasswordRejected("the current password is not correct")
+    async with database.write() as connection:
+        await accounts.set_password(connection, principal.subject, new_hash)
+        # Whoever else holds a session made with the old password loses it at the next refresh.
+        await accounts.revoke_user_sessions(connection, principal.subject)
+    return Response(status_code=204)
