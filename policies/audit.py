@@ -16,9 +16,12 @@ from typing import Any, cast
 from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from auth.principal import Principal
+from auth.grants import FIRST_PARTY_CLIENT_ID
+from auth.principal import CLIENT_SUBJECT_PREFIX, Principal
+from auth.tokens import AccessClaims
 from policies.access_matrix import route_template
 from policies.errors import InsufficientScope, RateLimited
+from storage.access import refresh_family_owner
 from storage.audit import (
     ANONYMOUS,
     Action,
@@ -28,7 +31,7 @@ from storage.audit import (
     EventOutcome,
     NewEvent,
     append,
-    append_once,
+    append_once_per_window,
 )
 from storage.database import Database
 from storage.tables import utcnow
@@ -40,6 +43,7 @@ __all__ = [
     "record",
     "record_access_denied",
     "record_rate_limited",
+    "record_token_revoked",
     "request_context",
 ]
 
@@ -85,12 +89,14 @@ async def record(
     outcome: EventOutcome = EventOutcome.SUCCESS,
     scopes: Iterable[str] = (),
     details: Mapping[str, Any] | None = None,
+    actor: Actor | None = None,
 ) -> Event:
-    """Append one event for a change made in `connection`'s transaction by the caller."""
+    """Append one event for a change made in `connection`'s transaction by the caller (the
+    token's principal, unless `actor` says otherwise)."""
     event = NewEvent(
         action=action,
         tenant=tenant,
-        actor=actor_of(request_principal(request)),
+        actor=actor or actor_of(request_principal(request)),
         outcome=outcome,
         target=target,
         scopes=scopes,
@@ -164,8 +170,7 @@ async def record_rate_limited(request: Request, error: RateLimited) -> None:
         },
     )
     try:
-        async with _database(request).write() as connection:
-            await append_once(connection, event, window_end)
+        await append_once_per_window(_database(request), event, window_end)
     except Exception as failure:  # noqa: BLE001 - the 429 stands; the failure is logged
         log.error("audit: rate_limit.exceeded not recorded (%s)", type(failure).__name__)
         return
@@ -188,3 +193,46 @@ def _remember(windows: dict[tuple[str, str, str], int], key: Any, end: int, now:
         if len(windows) >= _WINDOWS_MAX:
             windows.clear()
     windows[key] = end
+
+
+def _subject_actor(subject: str) -> Actor:
+    return Actor("client" if subject.startswith(CLIENT_SUBJECT_PREFIX) else "user", subject)
+
+
+async def record_token_revoked(
+    connection: AsyncConnection,
+    request: Request,
+    caller: str,
+    *,
+    access: AccessClaims | None = None,
+    family: str | None = None,
+) -> None:
+    """RFC 7009 revocation of an access token (by jti) or a refresh-token family, by `caller`
+    (a client_id; the first-party public client means the token's own user)."""
+    if access is not None:
+        tenant, subject, scopes = access.tenant, access.subject, access.scopes
+        target = f"token:{access.jti}"
+        details = {"token_type": "access_token", "jti": access.jti, "client_id": access.client_id}
+    else:
+        assert family is not None
+        owner = await refresh_family_owner(connection, family)
+        if owner is None:
+            return
+        subject, tenant, scopes = owner
+        target = f"refresh_family:{family}"
+        details = {"token_type": "refresh_token", "family": family, "client_id": caller}
+    actor = (
+        _subject_actor(subject)
+        if caller == FIRST_PARTY_CLIENT_ID
+        else Actor("client", CLIENT_SUBJECT_PREFIX + caller)
+    )
+    await record(
+        connection,
+        request,
+        Action.TOKEN_REVOKED,
+        tenant=tenant,
+        target=target,
+        scopes=scopes,
+        details={**details, "subject": subject},
+        actor=actor,
+    )

@@ -97,3 +97,17 @@ async def open_sessions(connection: AsyncConnection, tenant: str) -> list[OpenSe
         .order_by(tokens.user_id, tokens.client_id)
     )
     return [OpenSessions(*row) for row in await connection.execute(query)]
+
+
+async def refresh_family_owner(
+    connection: AsyncConnection, family_id: str
+) -> tuple[str, str | None, frozenset[str]] | None:
+    """(user id, tenant, scopes) of a refresh-token family, for the audit trail of a revocation."""
+    query = (
+        sa.select(refresh_tokens.c.user_id, refresh_tokens.c.tenant, refresh_tokens.c.scope)
+        .where(refresh_tokens.c.family_id == family_id)
+        .order_by(refresh_tokens.c.created_at.desc())
+        .limit(1)
+    )
+    row = (await connection.execute(query)).first()
+    return None if row is None else (row.user_id, row.tenant, frozenset(row.scope.split()))

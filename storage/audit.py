@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from storage.database import Database
 from storage.guard_state import PLATFORM_TAG
 from storage.ids import new_id
 from storage.tables import audit_events, audit_heads, utcnow
@@ -169,6 +170,28 @@ async def append(connection: AsyncConnection, event: NewEvent) -> Event:
     return await _insert(connection, chain, event, seq + 1, prev_hash)
 
 
+async def window_open(connection: AsyncConnection, event: NewEvent) -> bool:
+    """Whether the chain's latest event of the same action, actor and target was recorded for
+    a window that has not ended yet (see append_once)."""
+    latest = (
+        await connection.execute(
+            sa.select(audit_events.c.details)
+            .where(
+                audit_events.c.chain == chain_of(event.tenant),
+                audit_events.c.action == event.action,
+                audit_events.c.actor_subject == _clip(event.actor.subject, 80),
+                audit_events.c.target == _clip(event.target, 200),
+            )
+            .order_by(audit_events.c.seq.desc())
+            .limit(1)
+        )
+    ).scalar_one_or_none()
+    if latest is None:
+        return False
+    recorded_end = json.loads(latest).get("window_end")
+    return isinstance(recorded_end, str) and recorded_end > canonical_time(utcnow())
+
+
 async def append_once(
     connection: AsyncConnection, event: NewEvent, window_end: datetime
 ) -> Event | None:
@@ -176,26 +199,23 @@ async def append_once(
     ending after now: one event per window, whichever worker sees the window first."""
     chain = chain_of(event.tenant)
     seq, prev_hash = await _lock_head(connection, chain)
-    latest = (
-        await connection.execute(
-            sa.select(audit_events.c.details)
-            .where(
-                audit_events.c.chain == chain,
-                audit_events.c.action == event.action,
-                audit_events.c.actor_subject == event.actor.subject,
-                audit_events.c.target == event.target,
-            )
-            .order_by(audit_events.c.seq.desc())
-            .limit(1)
-        )
-    ).scalar_one_or_none()
-    if latest is not None:
-        recorded_end = json.loads(latest).get("window_end")
-        if isinstance(recorded_end, str) and recorded_end > canonical_time(utcnow()):
-            return None
+    if await window_open(connection, event):
+        return None
     details = {**event.details, "window_end": canonical_time(window_end)}
     stamped = NewEvent(**{**_as_kwargs(event), "details": details})
     return await _insert(connection, chain, stamped, seq + 1, prev_hash)
+
+
+async def append_once_per_window(
+    database: Database, event: NewEvent, window_end: datetime
+) -> Event | None:
+    """append_once in a transaction of its own, for refusals that fail their request. A read
+    comes first, so a flood of refusals in a recorded window never takes the write lock."""
+    async with database.read() as connection:
+        if await window_open(connection, event):
+            return None
+    async with database.write() as connection:
+        return await append_once(connection, event, window_end)
 
 
 def _as_kwargs(event: NewEvent) -> dict[str, Any]:

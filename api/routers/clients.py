@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Response, Security
+from fastapi import APIRouter, Path, Query, Request, Response, Security
 
 from api.deps import DatabaseDep, GuardDep, SettingsDep
 from api.schemas.clients import ClientCreate, ClientCreated, ClientList, ClientOut, ClientSecretOut
 from auth import clients as client_auth
 from auth.principal import CLIENT_SUBJECT_PREFIX, CurrentPrincipal
+from policies import audit
 from policies.authorize import require_scopes
 from policies.errors import InsufficientScope
 from policies.guard_sync import cut_off_subject
@@ -53,6 +54,7 @@ def _out(record: ClientRecord) -> ClientOut:
 )
 async def create_client(
     body: ClientCreate,
+    request: Request,
     tenant: CurrentTenant,
     principal: CurrentPrincipal,
     database: DatabaseDep,
@@ -70,6 +72,15 @@ async def create_client(
             description=body.description,
             scopes=frozenset(body.scopes),
             created_by=principal.subject,
+        )
+        await audit.record(
+            connection,
+            request,
+            audit.Action.CLIENT_CREATED,
+            tenant=tenant.slug,
+            target=f"client:{record.client_id}",
+            scopes=record.scopes,
+            details={"name": record.name},
         )
     response.headers.update(NO_STORE)
     response.headers["Location"] = f"/v1/tenants/{tenant.slug}/clients/{record.client_id}"
@@ -107,6 +118,7 @@ async def get_client(
     summary="Delete a client; its tokens stop working on their next request",
 )
 async def delete_client(
+    request: Request,
     client_id: ClientId,
     tenant: CurrentTenant,
     database: DatabaseDep,
@@ -115,6 +127,10 @@ async def delete_client(
 ) -> Response:
     async with database.write() as connection:
         await client_rows.delete_client(connection, tenant.slug, client_id)
+        target = f"client:{client_id}"
+        await audit.record(
+            connection, request, audit.Action.CLIENT_REVOKED, tenant=tenant.slug, target=target
+        )
         await cut_off_subject(
             connection,
             guard,
@@ -132,6 +148,7 @@ async def delete_client(
     summary="Rotate the secret: the old one and the tokens it obtained stop working",
 )
 async def rotate_secret(
+    request: Request,
     client_id: ClientId,
     tenant: CurrentTenant,
     database: DatabaseDep,
@@ -141,6 +158,13 @@ async def rotate_secret(
 ) -> ClientSecretOut:
     async with database.write() as connection:
         secret, revision = await client_auth.rotate_secret(connection, tenant.slug, client_id)
+        await audit.record(
+            connection,
+            request,
+            audit.Action.CLIENT_SECRET_ROTATED,
+            tenant=tenant.slug,
+            target=f"client:{client_id}",
+        )
         # A rotation usually means the secret may have leaked: tokens obtained with it go too.
         await cut_off_subject(
             connection,

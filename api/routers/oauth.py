@@ -23,6 +23,7 @@ from auth.errors import OAuthError
 from auth.grants import revoke_family
 from auth.revocation import access_claims, access_token_revoked, live_refresh_token
 from auth.tokens import AccessClaims, TokenVerifier
+from policies.audit import record_token_revoked
 from policies.guard_sync import revoke_token
 from policies.scopes import SCOPES
 from storage.guard_state import PLATFORM_TAG
@@ -75,11 +76,15 @@ async def revoke(
         async with database.write() as connection:
             tag = claims.tenant or PLATFORM_TAG
             await revoke_token(connection, guard, tag, claims.jti, ttl)
+            await record_token_revoked(connection, request, caller.client_id, access=claims)
     elif refresh is not None:
         if refresh.client_id != caller.client_id:
             raise _not_yours()
         async with database.write() as connection:
             await revoke_family(connection, refresh.family_id)
+            await record_token_revoked(
+                connection, request, caller.client_id, family=refresh.family_id
+            )
     return Response(status_code=200, headers=NO_STORE)
 
 
