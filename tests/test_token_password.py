@@ -130,7 +130,7 @@ async def test_json_body_is_an_invalid_request_not_a_crash(acme: World) -> None:
     ("password", "status", "error"),
     [
         ("p" * 100_000, 400, "invalid_request"),
-        ("nul\x00byte", 400, "invalid_grant"),
+        ("nul\x00byte", 400, "invalid_request"),
         ("ünïcødé 🔐", 400, "invalid_grant"),
         ("", 400, "invalid_request"),
     ],

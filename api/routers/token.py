@@ -8,9 +8,12 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import JSONResponse
 
 from api.errors import NO_STORE
+from api.schemas.common import contains_nul
 from api.schemas.token import OAuthErrorOut, TokenOut
+from auth.client_grant import ClientCredentialsGrant
+from auth.clients import ClientCredentials, parse_credentials
 from auth.errors import OAuthError
-from auth.grants import Grants, TokenResponse
+from auth.grants import FIRST_PARTY_CLIENT_ID, Grants, TokenResponse
 from auth.keys import KeyRing
 from policies.audit import request_context
 from policies.rate_limit import limit_login
@@ -29,7 +32,7 @@ def _required(name: str, value: str | None) -> str:
 @router.post(
     "/token",
     response_model=TokenOut,
-    summary="Issue an access token (password or refresh_token grant)",
+    summary="Issue an access token (password, refresh_token or client_credentials grant)",
     responses={
         400: {"model": OAuthErrorOut, "description": "RFC 6749 5.2 error"},
         401: {"model": OAuthErrorOut, "description": "invalid_client"},
@@ -44,8 +47,23 @@ async def token(
     scope: OptionalField = None,
     tenant: OptionalField = None,
     refresh_token: OptionalField = None,
+    client_id: OptionalField = None,
+    client_secret: OptionalField = None,
 ) -> JSONResponse:
+    request.state.grant_type = grant_type  # counted by grant type once a token is issued
     grants = cast(Grants, request.app.state.grants)
+    credentials = parse_credentials(request.headers.get("authorization"), client_id, client_secret)
+    presented = (grant_type, username, password, scope, tenant, refresh_token)
+    if contains_nul(presented) or (
+        credentials is not None and contains_nul((credentials.client_id, credentials.secret))
+    ):
+        raise OAuthError("invalid_request", "parameters must not contain NUL characters")
+    if grant_type == "client_credentials":
+        grant = ClientCredentialsGrant(
+            request.app.state.settings, request.app.state.database, request.app.state.keyring
+        )
+        return _token_response(await grant.issue(credentials, scope, request_context(request)))
+    _first_party_only(credentials)
     if grant_type == "password":
         await limit_login(request, _required("username", username))
         response = await grants.password(
@@ -62,8 +80,16 @@ async def token(
     elif not grant_type:
         raise OAuthError("invalid_request", "the `grant_type` parameter is required")
     else:
-        raise OAuthError("unsupported_grant_type", "supported: password, refresh_token")
+        raise OAuthError(
+            "unsupported_grant_type", "supported: password, refresh_token, client_credentials"
+        )
     return _token_response(response)
+
+
+def _first_party_only(credentials: ClientCredentials | None) -> None:
+    """Third-party clients never see a password (RFC 9700 2.4): they use client_credentials."""
+    if credentials is not None and credentials.client_id != FIRST_PARTY_CLIENT_ID:
+        raise OAuthError("unauthorized_client", "this client may only use client_credentials")
 
 
 def _token_response(response: TokenResponse) -> JSONResponse:

@@ -1,12 +1,32 @@
 """Shared schema pieces."""
 
-from pydantic import BaseModel, ConfigDict
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, model_validator
+
+
+def contains_nul(value: Any) -> bool:
+    """True when a NUL character hides anywhere in a decoded JSON value (PostgreSQL refuses it)."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(contains_nul(k) or contains_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(contains_nul(v) for v in value)
+    return False
 
 
 class InputModel(BaseModel):
     """Request bodies: unknown fields are an error, never silently ignored or applied."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, data: Any) -> Any:
+        if contains_nul(data):
+            raise ValueError("text must not contain NUL characters")
+        return data
 
 
 class Problem(BaseModel):
