@@ -78,6 +78,14 @@ async def test_revoked_access_token_is_refused_by_every_worker(
         # Only that token: the client's other tokens keep working.
         assert await _reads(b, other) == 200
 
+        # Deleting the client on one instance ends its tokens on the other.
+        admin = await a.login("c-admin@acme.test")
+        deleted = await a.client.delete(
+            f"/v1/tenants/acme/clients/{client.client_id}", headers=bearer(admin)
+        )
+        assert deleted.status_code == 204
+        assert await _reads(b, other) == 401
+
 
 async def test_unknown_tokens_are_always_200(world: World) -> None:
     client = await _client(world)
