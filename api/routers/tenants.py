@@ -10,7 +10,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 
 from api.responses import GUARDED_RESPONSES
-from api.routers import audit, items, reports
+from api.routers import audit, clients, items, members, reports
 from policies.admission import admit_tenant_request
 
 tenant_router = APIRouter(
@@ -20,4 +20,6 @@ tenant_router = APIRouter(
 )
 tenant_router.include_router(items.router)
 tenant_router.include_router(reports.router)
+tenant_router.include_router(members.router)
+tenant_router.include_router(clients.router)
 tenant_router.include_router(audit.router)
