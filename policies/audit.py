@@ -17,10 +17,12 @@ from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from auth.grants import FIRST_PARTY_CLIENT_ID
-from auth.principal import CLIENT_SUBJECT_PREFIX, Principal
+from auth.principal import CLIENT_SUBJECT_PREFIX, PRINCIPAL_SCOPE_KEY, Principal
 from auth.tokens import AccessClaims
+from config.settings import Settings
 from policies.access_matrix import route_template
 from policies.errors import InsufficientScope, RateLimited
+from policies.rate_limit import request_client_ip
 from storage.access import refresh_family_owner
 from storage.audit import (
     ANONYMOUS,
@@ -35,6 +37,7 @@ from storage.audit import (
 )
 from storage.database import Database
 from storage.tables import utcnow
+from storage.tenants import TenantRow
 
 __all__ = [
     "Action",
@@ -43,6 +46,7 @@ __all__ = [
     "record",
     "record_access_denied",
     "record_rate_limited",
+    "record_tenant_change",
     "record_token_revoked",
     "request_context",
 ]
@@ -56,16 +60,20 @@ _WINDOWS_MAX = 10_000
 
 
 def request_context(request: Request) -> Context:
+    """Client IP as the limiter sees it (X-Forwarded-For only from trusted proxies)."""
     request_id = getattr(request.state, "request_id", None)
+    settings = cast(Settings, request.app.state.settings)
+    client_ip = request_client_ip(request.scope, settings) if request.client else None
     return Context(
-        client_ip=request.client.host if request.client else None,
+        client_ip=client_ip,
         user_agent=request.headers.get("user-agent"),
         request_id=request_id if isinstance(request_id, str) else None,
     )
 
 
 def request_principal(request: Request) -> Principal | None:
-    principal = getattr(request.state, "principal", None)
+    """The caller get_principal verified, from this request's own ASGI scope."""
+    principal = request.scope.get(PRINCIPAL_SCOPE_KEY)
     return principal if isinstance(principal, Principal) else None
 
 
@@ -235,4 +243,26 @@ async def record_token_revoked(
         scopes=scopes,
         details={**details, "subject": subject},
         actor=actor,
+    )
+
+
+async def record_tenant_change(
+    connection: AsyncConnection, request: Request, before: TenantRow, after: TenantRow
+) -> None:
+    """tenant.suspended when it was suspended, else tenant.changed; nothing when nothing did."""
+    changes = {
+        field: {"from": getattr(before, field), "to": getattr(after, field)}
+        for field in ("name", "plan", "status")
+        if getattr(before, field) != getattr(after, field)
+    }
+    if not changes:
+        return
+    suspended = before.status != "suspended" and after.status == "suspended"
+    await record(
+        connection,
+        request,
+        Action.TENANT_SUSPENDED if suspended else Action.TENANT_CHANGED,
+        tenant=after.slug,
+        target=f"tenant:{after.slug}",
+        details=changes,
     )

@@ -310,3 +310,22 @@ async def test_concurrent_audited_changes_in_two_workers_keep_the_chain_valid(
         actions = [e.action for e in await trail(first, "acme")]
         assert sorted(set(actions)) == ["access.denied", "token.issued"]
         assert actions.count("token.issued") == 25
+
+
+async def test_client_ip_honours_trusted_proxies_only(database_url: str) -> None:
+    from tests.support import make_settings
+
+    settings = make_settings(database_url, trusted_proxies=["127.0.0.1/32"])
+    async with World.start(settings) as world:
+        await world.tenant("acme")
+        await world.member("acme", "ann@acme.test", "viewer")
+        form = {"grant_type": "password", "username": "ann@acme.test", "password": "wrong-1"}
+        forwarded = {"X-Forwarded-For": "198.51.100.23, 203.0.113.9"}
+        await world.client.post("/token", data=form, headers=forwarded)
+        (event,) = await trail(world, "acme", "token.refused")
+        # The right-most hop not a trusted proxy: what the proxy saw, not what the client wrote.
+        assert event.client_ip == "203.0.113.9"
+    async with World.start(make_settings(database_url)) as world:
+        await world.client.post("/token", data=form, headers=forwarded)
+        _, second = await trail(world, "acme", "token.refused")
+        assert second.client_ip == "127.0.0.1"  # no trusted proxy: the socket peer

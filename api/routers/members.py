@@ -11,8 +11,9 @@ from api.schemas.common import Problem
 from api.schemas.members import MemberCreate, MemberCreated, MemberOut, MemberPage, MemberUpdate
 from api.schemas.pages import DEFAULT_LIMIT, CursorQuery, LimitQuery, next_cursor
 from auth.principal import CurrentPrincipal
-from policies import membership
+from policies import audit, membership
 from policies.authorize import require_scopes
+from policies.roles import role_scopes
 from policies.tenancy import CurrentTenant
 from storage import members
 from storage.members import Member
@@ -88,6 +89,15 @@ async def add_member(
         added = await membership.add_member(
             connection, tenant.slug, principal.scopes, body.role, invitation
         )
+        await audit.record(
+            connection,
+            request,
+            audit.Action.MEMBER_ADDED,
+            tenant=tenant.slug,
+            target=f"user:{added.member.user_id}",
+            scopes=role_scopes(body.role),
+            details={"role": body.role, "invited": added.initial_password is not None},
+        )
     response.headers["Location"] = f"{request.url.path}/{added.member.user_id}"
     response.headers["Cache-Control"] = "no-store"
     return MemberCreated(**_out(added.member).model_dump(), initial_password=added.initial_password)
@@ -100,6 +110,7 @@ async def add_member(
     responses={**UNKNOWN_MEMBER, **LAST_OWNER},
 )
 async def change_role(
+    request: Request,
     body: MemberUpdate,
     tenant: CurrentTenant,
     user_id: UserId,
@@ -109,6 +120,9 @@ async def change_role(
     settings: SettingsDep,
 ) -> MemberOut:
     async with database.write() as connection:
+        # The role before the change, for the audit trail (under the lock the change takes).
+        await members.lock_tenant(connection, tenant.slug)
+        before = await members.get_member(connection, tenant.slug, user_id)
         member = await membership.change_role(
             connection,
             store,
@@ -118,6 +132,20 @@ async def change_role(
             body.role,
             token_ttl=settings.access_token_ttl,
         )
+        if member.role != before.role:
+            await audit.record(
+                connection,
+                request,
+                audit.Action.MEMBER_ROLE_CHANGED,
+                tenant=tenant.slug,
+                target=f"user:{user_id}",
+                scopes=role_scopes(member.role),
+                details={
+                    "from": before.role,
+                    "to": member.role,
+                    "tokens_cut_off": membership.loses_scopes(before.role, member.role),
+                },
+            )
     return _out(member)
 
 
@@ -129,6 +157,7 @@ async def change_role(
     responses={**UNKNOWN_MEMBER, **LAST_OWNER},
 )
 async def remove_member(
+    request: Request,
     tenant: CurrentTenant,
     user_id: UserId,
     principal: CurrentPrincipal,
@@ -137,6 +166,8 @@ async def remove_member(
     settings: SettingsDep,
 ) -> Response:
     async with database.write() as connection:
+        await members.lock_tenant(connection, tenant.slug)
+        before = await members.get_member(connection, tenant.slug, user_id)
         await membership.remove_member(
             connection,
             store,
@@ -144,5 +175,14 @@ async def remove_member(
             principal.scopes,
             user_id,
             token_ttl=settings.access_token_ttl,
+        )
+        await audit.record(
+            connection,
+            request,
+            audit.Action.MEMBER_REMOVED,
+            tenant=tenant.slug,
+            target=f"user:{user_id}",
+            scopes=role_scopes(before.role),
+            details={"role": before.role},
         )
     return Response(status_code=204)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Response, Security
+from fastapi import APIRouter, Depends, Path, Request, Response, Security
 
 from api.deps import DatabaseDep, GuardDep, PasswordsDep
 from api.responses import GUARDED_RESPONSES
@@ -22,12 +22,13 @@ from api.schemas.tenants import (
     TenantPage,
     TenantUpdate,
 )
-from policies import membership
+from policies import audit, membership
 from policies.admission import admit_principal
 from policies.authorize import require_scopes
 from policies.guard_sync import publish
+from policies.roles import role_scopes
 from policies.scopes import PLATFORM_ADMIN
-from storage import accounts, tenants
+from storage import accounts, members, tenants
 from storage.tenants import TenantRow
 
 router = APIRouter(
@@ -55,6 +56,7 @@ def _out(row: TenantRow) -> TenantOut:
     responses={409: {"model": Problem, "description": "The slug is taken"}},
 )
 async def create_tenant(
+    request: Request,
     body: TenantCreate,
     response: Response,
     database: DatabaseDep,
@@ -67,8 +69,25 @@ async def create_tenant(
     owner = None
     async with database.write() as connection:
         await accounts.create_tenant(connection, body.slug, body.name, body.plan)
+        await audit.record(
+            connection,
+            request,
+            audit.Action.TENANT_CREATED,
+            tenant=body.slug,
+            target=f"tenant:{body.slug}",
+            details={"name": body.name, "plan": body.plan},
+        )
         if invitation is not None:
             added = await membership.enrol(connection, body.slug, membership.OWNER, invitation)
+            await audit.record(
+                connection,
+                request,
+                audit.Action.MEMBER_ADDED,
+                tenant=body.slug,
+                target=f"user:{added.member.user_id}",
+                scopes=role_scopes(membership.OWNER),
+                details={"role": membership.OWNER, "invited": added.initial_password is not None},
+            )
             owner = OwnerOut(
                 user_id=added.member.user_id,
                 email=added.member.email,
@@ -102,11 +121,18 @@ async def get_tenant(tenant: TenantSlug, database: DatabaseDep) -> TenantOut:
 
 @router.patch("/{tenant}", summary="Rename, change the plan, suspend or reactivate a tenant")
 async def update_tenant(
-    tenant: TenantSlug, body: TenantUpdate, database: DatabaseDep, store: GuardDep
+    request: Request,
+    tenant: TenantSlug,
+    body: TenantUpdate,
+    database: DatabaseDep,
+    store: GuardDep,
 ) -> TenantOut:
     async with database.write() as connection:
+        await members.lock_tenant(connection, tenant)  # the state before, for the audit trail
+        before = await tenants.get_tenant(connection, tenant)
         row = await tenants.update_tenant(
             connection, tenant, name=body.name, plan=body.plan, status=body.status
         )
+        await audit.record_tenant_change(connection, request, before, row)
         await publish(connection, store, tenant)
     return _out(row)
