@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from auth.errors import InvalidToken, MissingToken, OAuthError
-from policies.audit import record_access_denied, record_rate_limited
+from policies.audit import record_access_denied, record_login_throttled, record_rate_limited
 from policies.errors import (
     GuardStateUnavailable,
     InsufficientScope,
@@ -152,8 +152,10 @@ async def _guard_state_unavailable(request: Request, _: Exception) -> JSONRespon
     )
 
 
-async def _oauth(_: Request, error: Exception) -> JSONResponse:
+async def _oauth(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, OAuthError)
+    if error.retry_after is not None:
+        await record_login_throttled(request)
     return oauth_error(error)
 
 

@@ -21,8 +21,8 @@ from auth.principal import CLIENT_SUBJECT_PREFIX, PRINCIPAL_SCOPE_KEY, Principal
 from auth.tokens import AccessClaims
 from config.settings import Settings
 from policies.access_matrix import route_template
-from policies.errors import InsufficientScope, RateLimited
-from policies.rate_limit import request_client_ip
+from policies.errors import InsufficientScope, PrivilegeEscalation, RateLimited
+from policies.rate_limit import LOGIN_STATE, Quota, request_client_ip
 from storage.access import refresh_family_owner
 from storage.audit import (
     ANONYMOUS,
@@ -45,6 +45,7 @@ __all__ = [
     "actor_of",
     "record",
     "record_access_denied",
+    "record_login_throttled",
     "record_rate_limited",
     "record_tenant_change",
     "record_token_revoked",
@@ -131,7 +132,11 @@ async def record_access_denied(request: Request, error: InsufficientScope) -> No
         scopes=error.required,
         context=request_context(request),
         details={
-            "reason": "insufficient_scope",
+            "reason": (
+                "privilege_escalation"
+                if isinstance(error, PrivilegeEscalation)
+                else "insufficient_scope"
+            ),
             "missing": sorted(error.required - principal.scopes),
             "client_id": principal.claims.client_id,
         },
@@ -266,3 +271,33 @@ async def record_tenant_change(
         target=f"tenant:{after.slug}",
         details=changes,
     )
+
+
+async def record_login_throttled(request: Request) -> None:
+    """/token refused over its sign-in limits: one event per client IP and window (platform
+    trail, anonymous: the attempts are not authenticated)."""
+    quotas = getattr(request.state, LOGIN_STATE, None)
+    exhausted = [q for q in quotas or () if isinstance(q, Quota) and q.counter.remaining == 0]
+    if not exhausted:
+        return
+    quota = exhausted[-1]  # the username limit, when it is the one refusing
+    ip = request_context(request).client_ip or "unknown"
+    event = NewEvent(
+        action=Action.RATE_LIMIT_EXCEEDED,
+        tenant=None,
+        actor=ANONYMOUS,
+        outcome=EventOutcome.DENIED,
+        target=f"login:{ip}",
+        context=request_context(request),
+        details={
+            "policy": quota.policy,
+            "limit": quota.counter.limit,
+            "window_seconds": quota.counter.window,
+            "first_route": route_of(request),
+        },
+    )
+    window_end = utcnow() + timedelta(milliseconds=quota.counter.reset_ms)
+    try:
+        await append_once_per_window(_database(request), event, window_end)
+    except Exception as failure:  # noqa: BLE001 - the 429 stands; the failure is logged
+        log.error("audit: rate_limit.exceeded not recorded (%s)", type(failure).__name__)

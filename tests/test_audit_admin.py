@@ -144,3 +144,19 @@ async def test_platform_events_never_reach_tenant_auditors_of_other_tenants(worl
     ).json()["events"]
     assert {e["tenant"] for e in shown} == {"acme"}
     assert "tenant.created" not in {e["action"] for e in shown}
+
+
+async def test_privilege_escalation_is_an_access_denied_event(world: World) -> None:
+    await world.tenant("acme")
+    token, admin_id = await member_token(world, "acme", "adm@acme.test", "admin")
+    response = await world.client.post(
+        "/v1/tenants/acme/members",
+        headers=bearer(token),
+        json={"email": "boss@acme.test", "role": "owner"},
+    )
+    assert response.status_code == 403
+    event = await only(world, "acme", "access.denied")
+    assert (event.actor_subject, event.target) == (admin_id, "POST /v1/tenants/{tenant}/members")
+    assert event.details["reason"] == "privilege_escalation"
+    assert event.details["missing"] == ["audit:read"]
+    assert await trail(world, "acme", "member.added") == []

@@ -329,3 +329,25 @@ async def test_client_ip_honours_trusted_proxies_only(database_url: str) -> None
         await world.client.post("/token", data=form, headers=forwarded)
         _, second = await trail(world, "acme", "token.refused")
         assert second.client_ip == "127.0.0.1"  # no trusted proxy: the socket peer
+
+
+async def test_sign_in_throttling_is_one_event_per_ip_and_window(database_url: str) -> None:
+    from tests.support import make_settings
+
+    settings = make_settings(database_url, login_rate_limit_username="2/minute")
+    async with World.start(settings) as world:
+        form = {"grant_type": "password", "username": "ann@acme.test", "password": "guess-1"}
+        statuses = [(await world.client.post("/token", data=form)).status_code for _ in range(5)]
+        assert statuses == [400, 400, 429, 429, 429]
+        event = await only(world, None, "rate_limit.exceeded")
+        assert (event.actor_kind, event.target, event.outcome) == (
+            "anonymous",
+            "login:127.0.0.1",
+            "denied",
+        )
+        assert event.details["policy"] == "username"
+        assert event.details["limit"] == 2
+        assert event.details["first_route"] == "POST /token"
+        # The two refused sign-ins before the limit are recorded one by one.
+        assert len(await trail(world, None, "token.refused")) == 2
+        assert "guess-1" not in await every_stored_value(world)
