@@ -154,6 +154,7 @@ def tenants_create(
     async def work(database: Database) -> None:
         async with database.write() as connection:
             await accounts.create_tenant(connection, slug, name or slug, plan)
+            await record_cli(connection, "tenant.created", slug, f"tenant:{slug}", plan=plan)
 
     _with_database(work)
     _output({"slug": slug, "name": name or slug, "plan": plan}, as_json, f"tenant {slug} created")
@@ -218,6 +219,7 @@ def members_add(
             if user_id is None:
                 raise NotFound("user")
             await accounts.add_member(connection, tenant, user_id, role)
+            await record_cli(connection, "member.added", tenant, f"user:{user_id}", role=role)
             return user_id
 
     user_id = _with_database(work)
@@ -270,6 +272,8 @@ def clients_create(
                 scopes=frozenset(scope),
                 created_by="cli",
             )
+            target = f"client:{record.client_id}"
+            await record_cli(connection, "client.created", tenant, target, name=name)
             return record.client_id, secret
 
     client_id, secret = _with_database(work)
@@ -287,7 +291,7 @@ def clients_create(
     )
 
 
-from api.cli_audit import audit_app, scopes_app  # noqa: E402 - registered with the others
+from api.cli_audit import audit_app, record_cli, scopes_app  # noqa: E402 - with the others
 
 app.add_typer(scopes_app, name="scopes")
 app.add_typer(audit_app, name="audit")

@@ -13,6 +13,7 @@ from typing import Annotated, TypeVar
 
 import typer
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from api.schemas.audit import AccessMatrixOut, RouteOut, csv_lines, ndjson_line
 from config.settings import Settings, get_settings
@@ -23,7 +24,8 @@ from policies.access_matrix import (
     route_matrix,
     tenant_access,
 )
-from storage.audit import PLATFORM_CHAIN
+from policies.roles import role_scopes
+from storage.audit import PLATFORM_CHAIN, Action, Actor, NewEvent, append
 from storage.audit_queries import EventFilter, all_events, verify
 from storage.database import Database
 
@@ -31,6 +33,8 @@ T = TypeVar("T")
 
 scopes_app = typer.Typer(help="Who can do what: routes, scopes, roles", no_args_is_help=True)
 audit_app = typer.Typer(help="The tamper-evident audit trail", no_args_is_help=True)
+
+CLI_ACTOR = Actor("system", "cli")
 
 TenantArgument = Annotated[str, typer.Argument(help=f"Tenant slug, or {PLATFORM_CHAIN}")]
 
@@ -200,3 +204,22 @@ def audit_verify(tenant: TenantArgument) -> None:
         err=True,
     )
     raise typer.Exit(1)
+
+
+async def record_cli(
+    connection: AsyncConnection, action: str, tenant: str, target: str, **details: str
+) -> None:
+    """Audit a change made from this command line (actor `system`/`cli`; no request context).
+    A role in `details` also records the scopes it grants."""
+    role = details.get("role")
+    await append(
+        connection,
+        NewEvent(
+            action=Action(action),
+            tenant=tenant,
+            actor=CLI_ACTOR,
+            target=target,
+            scopes=role_scopes(role) if role else (),
+            details=details,
+        ),
+    )

@@ -18,7 +18,7 @@ from api.schemas.audit import event_from_csv, event_from_ndjson
 from config.settings import get_settings
 from storage.tables import audit_events
 from tests.support import World
-from tests.support_audit import trail
+from tests.support_audit import every_stored_value, trail
 
 TENANTGATE = str(Path(sys.executable).with_name("tenantgate"))
 
@@ -139,3 +139,29 @@ def test_verify_of_an_unknown_database_fails_cleanly(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     assert "tenantgate db upgrade" in result.stderr
+
+
+async def test_changes_made_from_the_command_line_are_audited(world: World) -> None:
+    assert (await run(world, "tenants", "create", "globex", "--plan", "pro")).exit_code == 0
+    user_id = await world.user("hank@globex.test")
+    added = await run(world, "members", "add", "globex", "hank@globex.test", "--role", "viewer")
+    assert added.exit_code == 0, added.output
+    created = await run(
+        world, "clients", "create", "globex", "Sync", "--scope", "items:read", "--json"
+    )
+    assert created.exit_code == 0, created.output
+    client = json.loads(created.stdout)
+    events = await trail(world, "globex")
+    assert [(e.action, e.actor_kind, e.actor_subject) for e in events] == [
+        ("tenant.created", "system", "cli"),
+        ("member.added", "system", "cli"),
+        ("client.created", "system", "cli"),
+    ]
+    assert events[0].details == {"plan": "pro"}
+    assert (events[1].target, events[1].details) == (f"user:{user_id}", {"role": "viewer"})
+    assert events[1].scopes == ("items:read", "reports:read")
+    assert (events[2].target, events[2].details) == (
+        f"client:{client['client_id']}",
+        {"name": "Sync"},
+    )
+    assert client["client_secret"] not in await every_stored_value(world)
