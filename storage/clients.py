@@ -16,7 +16,6 @@ from storage.ids import new_id
 from storage.tables import clients, tenants, utcnow
 
 CLIENT_ID_PREFIX = "cli"
-CLIENT_ID_PATTERN = r"^cli_[0-9a-f]{22}$"
 
 
 @dataclass(frozen=True, slots=True)

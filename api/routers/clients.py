@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request, Response, Security
+from fastapi import APIRouter, Path, Request, Response, Security
 
 from api.deps import DatabaseDep, GuardDep, SettingsDep
 from api.schemas.clients import ClientCreate, ClientCreated, ClientList, ClientOut, ClientSecretOut
+from api.schemas.pages import DEFAULT_LIMIT, CursorQuery, LimitQuery, next_cursor
 from auth import clients as client_auth
 from auth.principal import CLIENT_SUBJECT_PREFIX, CurrentPrincipal
 from policies import audit
@@ -16,7 +17,7 @@ from policies.errors import InsufficientScope
 from policies.guard_sync import cut_off_subject
 from policies.tenancy import CurrentTenant
 from storage import clients as client_rows
-from storage.clients import CLIENT_ID_PATTERN, ClientRecord
+from storage.clients import ClientRecord
 
 router = APIRouter(
     prefix="/clients",
@@ -91,16 +92,17 @@ async def create_client(
 async def list_clients(
     tenant: CurrentTenant,
     database: DatabaseDep,
-    limit: Annotated[int, Query(ge=1, le=100)] = 50,
-    cursor: Annotated[str | None, Query(pattern=CLIENT_ID_PATTERN)] = None,
+    limit: LimitQuery = DEFAULT_LIMIT,
+    cursor: CursorQuery = None,
 ) -> ClientList:
     async with database.read() as connection:
         records = await client_rows.list_clients(
             connection, tenant.slug, after=cursor, limit=limit + 1
         )
-    page = records[:limit]
-    next_cursor = page[-1].client_id if len(records) > limit else None
-    return ClientList(clients=[_out(r) for r in page], next_cursor=next_cursor)
+    return ClientList(
+        clients=[_out(r) for r in records[:limit]],
+        next_cursor=next_cursor([r.client_id for r in records], limit),
+    )
 
 
 @router.get("/{client_id}", summary="One client (never its secret)")
