@@ -8,8 +8,11 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from api.errors import install_error_handlers
+from api.metrics import Metrics
 from api.middleware.rate_limit_headers import install_rate_limits
+from api.middleware.stack import install_middleware
 from api.routers import health, me, token
+from api.routers import metrics as metrics_router
 from api.routers.tenants import tenant_router
 from api.runtime import lifespan
 from config.settings import Settings, get_settings
@@ -18,17 +21,22 @@ from policies.scopes import SCOPES
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    metrics = Metrics()
     app = FastAPI(
         title="tenantgate",
         version="0.1.0",
         summary="Authenticated multi-tenant API platform",
-        lifespan=lifespan(settings),
+        lifespan=metrics.lifespan(lifespan(settings)),
         debug=False,
         redoc_url=None,
         swagger_ui_init_oauth={"usePkceWithAuthorizationCodeGrant": False},
     )
     install_error_handlers(app)
+    app.state.metrics = metrics
     install_rate_limits(app, settings)
+    install_middleware(app, settings, metrics)
+    if settings.metrics_enabled:
+        app.include_router(metrics_router.router)
     for router in (token.router, health.router, me.router, tenant_router):
         app.include_router(router)
     _document_scopes(app)

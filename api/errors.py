@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.metrics import record_auth_failure
 from auth.errors import InvalidToken, MissingToken, OAuthError
 from policies.audit import record_access_denied, record_login_throttled, record_rate_limited
 from policies.errors import (
@@ -74,6 +75,7 @@ def _bearer_challenge(error: str, description: str, scope: str | None = None) ->
 
 
 async def _missing_token(request: Request, _: Exception) -> JSONResponse:
+    record_auth_failure(request, "bearer", "missing")
     return problem(
         request,
         401,
@@ -86,6 +88,7 @@ async def _missing_token(request: Request, _: Exception) -> JSONResponse:
 
 async def _invalid_token(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, InvalidToken)
+    record_auth_failure(request, "bearer", error.reason)
     description = f"the access token is {error.reason.replace('_', ' ')}"
     return problem(
         request,
@@ -154,6 +157,7 @@ async def _guard_state_unavailable(request: Request, _: Exception) -> JSONRespon
 
 async def _oauth(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, OAuthError)
+    record_auth_failure(request, "token", error.error)
     if error.retry_after is not None:
         await record_login_throttled(request)
     return oauth_error(error)

@@ -7,11 +7,13 @@ from functools import lru_cache
 from typing import Annotated
 
 from limits import parse as parse_limit
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./var/tenantgate.db"
 DEFAULT_ISSUER = "http://127.0.0.1:8000"
+# Host names a development server answers to (`tenantgate.test` is the test suite's host).
+DEVELOPMENT_HOSTS = ("localhost", "127.0.0.1", "::1", "tenantgate.test", "testserver")
 
 
 class Environment(StrEnum):
@@ -69,6 +71,16 @@ class Settings(BaseSettings):
     trusted_proxies: CsvList = Field(default_factory=list)
     cors_origins: CsvList = Field(default_factory=list)
     log_level: str = "INFO"
+    # Operations: hosts, CORS, input limits, logs and metrics (docs/operations.md).
+    allowed_hosts: CsvList = Field(default_factory=lambda: list(DEVELOPMENT_HOSTS))
+    cors_allow_credentials: bool = False
+    body_limit_bytes: int = Field(default=1_048_576, ge=1024)
+    header_limit_bytes: int = Field(default=16_384, ge=1024)
+    request_timeout: float = Field(default=30.0, gt=0)
+    ready_timeout: float = Field(default=2.0, gt=0)
+    access_log: bool = True
+    metrics_enabled: bool = True
+    metrics_token: SecretStr | None = None
 
     @field_validator("login_rate_limit_ip", "login_rate_limit_username")
     @classmethod
@@ -80,6 +92,18 @@ class Settings(BaseSettings):
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _csv_hosts(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @model_validator(mode="after")
+    def _no_wildcard_with_credentials(self) -> Settings:
+        # Browsers refuse `*` with credentials; reflecting any origin instead would be worse.
+        if self.cors_allow_credentials and "*" in self.cors_origins:
+            raise ValueError("TENANTGATE_CORS_ORIGINS='*' cannot be used with credentials")
+        return self
 
     @property
     def is_sqlite(self) -> bool:
@@ -94,6 +118,25 @@ class Settings(BaseSettings):
             problems.append("TENANTGATE_ISSUER is not set; production needs its public https URL")
         if "*" in self.cors_origins:
             problems.append("TENANTGATE_CORS_ORIGINS contains '*'; list the allowed origins")
+        problems.extend(self._operations_problems())
+        return problems
+
+    def _operations_problems(self) -> list[str]:
+        problems: list[str] = []
+        if self.issuer != DEFAULT_ISSUER and not self.issuer.startswith("https://"):
+            problems.append("TENANTGATE_ISSUER is not an https URL; production tokens need one")
+        if self.redis_url is None:
+            problems.append(
+                "TENANTGATE_REDIS_URL is not set; production needs Redis so every worker "
+                "shares revocations and rate limits"
+            )
+        if "*" in self.allowed_hosts or set(self.allowed_hosts) <= set(DEVELOPMENT_HOSTS):
+            problems.append(
+                "TENANTGATE_ALLOWED_HOSTS is the development default or '*'; list the public "
+                "host names"
+            )
+        if self.log_level.upper() == "DEBUG":
+            problems.append("TENANTGATE_LOG_LEVEL is DEBUG; production logs at INFO or above")
         return problems
 
 

@@ -1,0 +1,1 @@
+"""Pure ASGI middleware: request context (id, access log, metrics, headers), hosts, limits."""

@@ -1,0 +1,123 @@
+"""Input limits: header size (431), body size (413, with or without Content-Length) and a
+per-request deadline for handlers (503). Each answer is an RFC 9457 problem.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.errors import problem
+
+log = logging.getLogger("tenantgate.limits")
+
+
+class BodyTooLarge(HTTPException):
+    """Raised from `receive` when the body passes the limit; api/errors.py maps it to 413."""
+
+    def __init__(self) -> None:
+        super().__init__(413, "Content too large")
+
+
+class LimitsMiddleware:
+    def __init__(self, app: ASGIApp, *, body_limit: int, header_limit: int, timeout: float) -> None:
+        self.app = app
+        self.body_limit = body_limit
+        self.header_limit = header_limit
+        self.timeout = timeout
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        header_bytes = 0
+        declared: int | None = None
+        for name, value in scope["headers"]:
+            header_bytes += len(name) + len(value)
+            if name == b"content-length":
+                declared = int(value) if value.isdigit() else None
+        if header_bytes > self.header_limit:
+            await self._reject(scope, receive, send, 431, "headers-too-large", "Headers too large")
+            return
+        if declared is not None and declared > self.body_limit:
+            await self._reject(scope, receive, send, 413, "payload-too-large", "Content too large")
+            return
+        await self._call_limited(scope, receive, send)
+
+    async def _call_limited(self, scope: Scope, receive: Receive, send: Send) -> None:
+        received = 0
+        exceeded = False
+        started = False
+        replaced = False
+
+        async def limited_receive() -> Message:
+            nonlocal received, exceeded
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.body_limit:
+                    exceeded = True
+                    raise BodyTooLarge()
+            return message
+
+        async def tracked_send(message: Message) -> None:
+            nonlocal started, replaced
+            if replaced:
+                return
+            if message["type"] == "http.response.start":
+                started = True
+                if exceeded and message["status"] != 413:
+                    # The app turned the oversized body into another error (e.g. a parse error).
+                    replaced = True
+                    await self._reject(
+                        scope, receive, send, 413, "payload-too-large", "Content too large"
+                    )
+                    return
+            await send(message)
+
+        try:
+            async with asyncio.timeout(self.timeout):
+                await self.app(scope, limited_receive, tracked_send)
+        except TimeoutError:
+            log.warning("request stopped after %.1f s", self.timeout)
+            if not started:
+                await self._reject(
+                    scope,
+                    receive,
+                    send,
+                    503,
+                    "timeout",
+                    "Request timed out",
+                    f"the request took longer than {self.timeout:g} s and was stopped",
+                )
+        except BodyTooLarge:
+            # Whatever caught it first did not answer (the app normally maps it to 413).
+            if not started:
+                await self._reject(
+                    scope, receive, send, 413, "payload-too-large", "Content too large"
+                )
+        else:
+            if exceeded and not started:
+                await self._reject(
+                    scope, receive, send, 413, "payload-too-large", "Content too large"
+                )
+
+    async def _reject(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        status: int,
+        kind: str,
+        title: str,
+        detail: str | None = None,
+    ) -> None:
+        if detail is None:
+            limit = self.header_limit if status == 431 else self.body_limit
+            detail = f"the limit is {limit} bytes"
+        response = problem(Request(scope), status, kind, title, detail)
+        await response(scope, receive, send)
