@@ -51,7 +51,6 @@ async def token(
     client_secret: OptionalField = None,
 ) -> JSONResponse:
     request.state.grant_type = grant_type  # counted by grant type once a token is issued
-    request.state.grant_type = grant_type  # counted by grant type once a token is issued
     grants = cast(Grants, request.app.state.grants)
     credentials = parse_credentials(request.headers.get("authorization"), client_id, client_secret)
     presented = (grant_type, username, password, scope, tenant, refresh_token)
