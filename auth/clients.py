@@ -49,10 +49,6 @@ class AuthenticatedClient:
     tenant_active: bool
 
     @property
-    def confidential(self) -> bool:
-        return self.record is not None
-
-    @property
     def tenant(self) -> str | None:
         return self.record.tenant if self.record else None
 

@@ -49,7 +49,6 @@ pytestmark = pytest.mark.xdist_group("integrator-doc")
 @dataclass(frozen=True)
 class Live:
     url: str
-    env: dict[str, str]
     clients: dict[str, dict[str, str]]
 
 
@@ -116,7 +115,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         )
     try:
         _wait_until_up(url, server, log)
-        yield Live(url, env, made)
+        yield Live(url, made)
     finally:
         server.terminate()
         server.wait(timeout=20)
