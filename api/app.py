@@ -11,7 +11,7 @@ from api.errors import install_error_handlers
 from api.metrics import Metrics
 from api.middleware.rate_limit_headers import install_rate_limits
 from api.middleware.stack import install_middleware
-from api.routers import health, me, token
+from api.routers import account, health, me, oauth, platform, token
 from api.routers import metrics as metrics_router
 from api.routers.tenants import tenant_router
 from api.runtime import lifespan
@@ -37,7 +37,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_middleware(app, settings, metrics)
     if settings.metrics_enabled:
         app.include_router(metrics_router.router)
-    for router in (token.router, health.router, me.router, tenant_router):
+    for router in (
+        token.router,
+        oauth.router,
+        health.router,
+        me.router,
+        account.router,
+        platform.router,
+        tenant_router,
+    ):
         app.include_router(router)
     _document_scopes(app)
     return app
