@@ -9,9 +9,12 @@ import pytest
 
 from api.app import create_app
 from config.settings import Settings
+from policies.guard_sync import publish
 from policies.rate_limit import Quota, header_values, most_restrictive, reset_seconds
 from storage.guard_state import Counter
+from storage.tables import clients
 from tests.support import World, bearer, make_settings
+from tests.support_clients import admin_token, client_token, create_client
 from tests.support_rate_limit import (
     SMALL_PLANS,
     get,
@@ -30,6 +33,7 @@ async def limited(request: pytest.FixtureRequest, database_url: str) -> AsyncIte
         extra = {
             "redis_url": request.getfixturevalue("redis_url"),
             "redis_prefix": request.getfixturevalue("redis_prefix"),
+            "redis_timeout": 5,  # a busy test machine must not trip the breaker
         }
     settings = make_settings(database_url, plan_limits=SMALL_PLANS, **extra)
     async with World.start(settings) as world:
@@ -163,3 +167,24 @@ def test_several_workers_without_redis_warn(
         create_app(settings)
         create_app(settings.model_copy(update={"workers": 3, "redis_url": "redis://x:1/0"}))
     assert caplog.text == ""
+
+
+async def test_a_client_override_replaces_the_plan_for_that_client(limited: World) -> None:
+    admin = await admin_token(limited, "acme")
+    client = await create_client(limited, admin, "acme", ["items:read"])
+    async with limited.database.write() as connection:
+        await connection.execute(
+            clients.update()
+            .where(clients.c.client_id == client.client_id)
+            .values(rate_limit="2/minute")
+        )
+        await publish(connection, limited.app.state.guard, "acme")
+    token = await client_token(limited.client, client)
+    first = await get(limited, token, "acme")
+    assert first.status_code == 200
+    assert limit_headers(first)["ratelimit-policy"].startswith('"principal";q=2;w=60, ')
+    assert limit_headers(first)["x-ratelimit-limit"] == "2"
+    assert (await get(limited, token, "acme")).status_code == 200
+    refused = await get(limited, token, "acme")
+    assert refused.status_code == 429
+    assert 59 <= int(refused.headers["retry-after"]) <= 60

@@ -24,6 +24,7 @@ async def guarded(request: pytest.FixtureRequest, database_url: str) -> AsyncIte
         extra = {
             "redis_url": request.getfixturevalue("redis_url"),
             "redis_prefix": request.getfixturevalue("redis_prefix"),
+            "redis_timeout": 5,  # a busy test machine must not trip the breaker
         }
     settings = make_settings(
         database_url,
