@@ -12,9 +12,11 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from auth.keys import rotate
+from api.serving import ServeOptions, refusals
+from api.serving import serve as run_server
+from auth.keys import has_active_key, rotate
 from auth.passwords import Passwords, PasswordTooLong
-from config.settings import Settings, get_settings
+from config.settings import Environment, Settings, get_settings
 from policies.plans import PLANS
 from policies.roles import ROLES
 from policies.tenancy import SLUG_PATTERN
@@ -84,23 +86,23 @@ def serve(
     port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
     workers: Annotated[int, typer.Option(min=1, max=64)] = 1,
 ) -> None:
-    """Serve the API with uvicorn."""
-    import os
+    """Serve the API with uvicorn: N worker processes, JSON logs, graceful shutdown on SIGTERM."""
+    settings = _settings()
+    production = settings.env is Environment.PRODUCTION
+    problems = refusals(settings, has_signing_key=not production or _has_signing_key())
+    for problem in problems:
+        typer.echo(f"refused: {problem}", err=True)
+    if problems:
+        raise typer.Exit(1)
+    run_server(settings, ServeOptions(host, port, workers))
 
-    import uvicorn
 
-    # Workers read it at start-up: without Redis, several workers warn that limits are per worker.
-    os.environ["TENANTGATE_WORKERS"] = str(workers)
-    uvicorn.run(
-        "api.asgi:app",
-        host=host,
-        port=port,
-        workers=workers,
-        proxy_headers=False,
-        server_header=False,
-        log_level=_settings().log_level.lower(),
-        timeout_graceful_shutdown=20,
-    )
+def _has_signing_key() -> bool:
+    async def work(database: Database) -> bool:
+        async with database.read() as connection:
+            return await has_active_key(connection)
+
+    return _with_database(work)
 
 
 @app.command()
@@ -231,15 +233,25 @@ def members_add(
 
 
 @keys_app.command("rotate")
-def keys_rotate(as_json: JsonFlag = False) -> None:
+def keys_rotate(
+    as_json: JsonFlag = False,
+    if_missing: Annotated[
+        bool, typer.Option("--if-missing", help="Only when no key is active (first deployment)")
+    ] = False,
+) -> None:
     """Activate a new signing key; the previous one verifies until its tokens expire."""
     settings = _settings()
 
-    async def work(database: Database) -> str:
+    async def work(database: Database) -> str | None:
         async with database.write() as connection:
+            if if_missing and await has_active_key(connection):
+                return None
             return await rotate(connection, settings.signing_algorithm)
 
     kid = _with_database(work)
+    if kid is None:
+        _output({"kid": None}, as_json, "a signing key is active; nothing to do")
+        return
     _output({"kid": kid}, as_json, f"active signing key: {kid}")
 
 

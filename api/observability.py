@@ -70,8 +70,9 @@ def redact(value: Any, key: str = "") -> Any:
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, request_id and extra fields.
 
-    Exceptions are logged as their type and the frames of the traceback, never their message:
-    driver errors quote SQL parameters, which may hold e-mail addresses or hashes.
+    Exceptions are logged as their type and the frames of the traceback, not their message
+    (driver errors quote SQL parameters, which may hold e-mail addresses or hashes), unless the
+    exception class says `safe_to_log = True`: a message written for operators.
     """
 
     def format(self, record: logging.LogRecord) -> str:
@@ -88,8 +89,10 @@ class JsonFormatter(logging.Formatter):
             if key not in _STANDARD and key not in entry:
                 entry[key] = redact(value, key)
         if record.exc_info and record.exc_info[0] is not None:
-            error_type, _, tb = record.exc_info
+            error_type, error, tb = record.exc_info
             entry["error"] = error_type.__name__
+            if getattr(error_type, "safe_to_log", False):  # a message written for operators
+                entry["error_message"] = redact_text(str(error))
             entry["frames"] = [
                 f"{frame.filename}:{frame.lineno} {frame.name}"
                 for frame in traceback.extract_tb(tb)[-10:]

@@ -31,6 +31,8 @@ log = logging.getLogger("tenantgate")
 class StartupRefused(RuntimeError):
     """The configuration is not fit to serve; the message says why, one line per problem."""
 
+    safe_to_log = True  # the JSON log formatter keeps this message (api/observability.py)
+
 
 def _guard_store(settings: Settings) -> GuardStore:
     if settings.redis_url is None:
