@@ -20,6 +20,9 @@ from policies.audit import record_access_denied, record_login_throttled, record_
 from policies.errors import (
     GuardStateUnavailable,
     InsufficientScope,
+    LastOwner,
+    PasswordRejected,
+    PrivilegeEscalation,
     RateLimited,
     TenantNotFound,
     TenantSuspended,
@@ -114,6 +117,29 @@ async def _insufficient_scope(request: Request, error: Exception) -> JSONRespons
         headers={"WWW-Authenticate": _bearer_challenge("insufficient_scope", description, scope)},
         required_scopes=sorted(error.required),
     )
+
+
+async def _privilege_escalation(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, PrivilegeEscalation)
+    scope = " ".join(sorted(error.required))
+    description = f"the role needs scope(s) this token does not hold: {scope}"
+    return problem(
+        request,
+        403,
+        "privilege-escalation",
+        "Privilege escalation refused",
+        description,
+        headers={"WWW-Authenticate": _bearer_challenge("insufficient_scope", description, scope)},
+        missing_scopes=sorted(error.required),
+    )
+
+
+async def _last_owner(request: Request, error: Exception) -> JSONResponse:
+    return problem(request, 409, "last-owner", "The last owner must stay", str(error))
+
+
+async def _password_rejected(request: Request, error: Exception) -> JSONResponse:
+    return problem(request, 400, "password-rejected", "Password change refused", str(error))
 
 
 async def _tenant_not_found(request: Request, _: Exception) -> JSONResponse:
@@ -215,6 +241,9 @@ def install_error_handlers(app: FastAPI) -> None:
         MissingToken: _missing_token,
         InvalidToken: _invalid_token,
         InsufficientScope: _insufficient_scope,
+        PrivilegeEscalation: _privilege_escalation,
+        LastOwner: _last_owner,
+        PasswordRejected: _password_rejected,
         TenantNotFound: _tenant_not_found,
         TenantSuspended: _tenant_suspended,
         RateLimited: _rate_limited,
