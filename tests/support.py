@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.app import create_app
 from auth.passwords import Passwords
@@ -47,6 +48,21 @@ def jwt_part(token: str, index: int) -> dict[str, Any]:
     return decoded
 
 
+def _state_per_request(app: ASGIApp) -> ASGIApp:
+    """Give each request its own copy of the lifespan state, as uvicorn does.
+
+    LifespanManager hands every request the same state dict, so `request.state` set by one
+    request would leak into the next and hide bugs (or invent them).
+    """
+
+    async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
+        if "state" in scope:
+            scope = {**scope, "state": dict(scope["state"])}
+        await app(scope, receive, send)
+
+    return wrapped
+
+
 @dataclass
 class World:
     app: FastAPI
@@ -61,7 +77,8 @@ class World:
         async with (
             LifespanManager(app) as manager,
             httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=manager.app), base_url="http://tenantgate.test"
+                transport=httpx.ASGITransport(app=_state_per_request(manager.app)),
+                base_url="http://tenantgate.test",
             ) as client,
         ):
             yield cls(app, client, settings)
