@@ -13,6 +13,7 @@ import re
 import traceback
 from contextvars import ContextVar
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from config.settings import Settings
@@ -46,24 +47,35 @@ _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
 }
 
 
+# Every secret pattern above contains one of these: most strings are cleared by one search.
+_TRIGGER = re.compile(r"eyJ|bearer|basic|password|secret|token|authorization|cookie", re.I)
+
+
 def redact_text(text: str) -> str:
+    if not _TRIGGER.search(text):
+        return text
     for pattern, replacement in _SECRET_PATTERNS:
         text = pattern.sub(replacement, text)
     return text
 
 
+@lru_cache(maxsize=1024)
+def _secret_key(key: str) -> bool:
+    return SECRET_KEYS.search(key) is not None
+
+
 def redact(value: Any, key: str = "") -> Any:
     """A copy of `value` with secret-named keys and secret-looking strings replaced."""
-    if key and SECRET_KEYS.search(key):
+    if key and _secret_key(key):
         return REDACTED
+    if value is None or isinstance(value, bool | int | float):
+        return value
     if isinstance(value, str):
         return redact_text(value)
     if isinstance(value, dict):
         return {k: redact(v, str(k)) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [redact(v) for v in value]
-    if value is None or isinstance(value, bool | int | float):
-        return value
     return redact_text(str(value))
 
 

@@ -81,4 +81,15 @@ def record(
 
 
 def emit(entry: dict[str, Any]) -> None:
-    log.info("%s %s %s", entry["method"], entry["route"], entry["status"], extra=entry)
+    # makeRecord + handle: a log.info() call would also walk the stack to find its caller.
+    record = log.makeRecord(
+        log.name,
+        logging.INFO,
+        __file__,
+        0,
+        "%s %s %s",
+        (entry["method"], entry["route"], entry["status"]),
+        None,
+        extra=entry,
+    )
+    log.handle(record)
