@@ -228,3 +228,43 @@ async def test_access_log_can_be_switched_off(database_url: str) -> None:
             response = await world.client.get("/health")
     assert response.status_code == 200
     assert logs.entries("tenantgate.access") == []
+
+
+async def test_a_limited_request_is_logged_and_counted_as_limited(database_url: str) -> None:
+    plans = {"free": {"principal": "2/minute", "tenant": "100/minute"}}
+    async with World.start(make_settings(database_url, plan_limits=plans)) as world:
+        await world.tenant("acme")
+        await world.member("acme", "lee@acme.test", "viewer")
+        token = await world.login("lee@acme.test")
+        with capture_logs(logging.INFO) as logs:
+            statuses = [
+                (
+                    await world.client.get("/v1/tenants/acme/items", headers=bearer(token))
+                ).status_code
+                for _ in range(3)
+            ]
+        metrics = (await world.client.get("/metrics")).text
+    assert statuses == [200, 200, 429]
+    access = logs.entries("tenantgate.access")
+    assert [(e["status"], e["rate_limit"]) for e in access] == [
+        (200, "allowed"),
+        (200, "allowed"),
+        (429, "limited"),
+    ]
+    assert [e["rate_limit_remaining"] for e in access] == [1, 0, 0]
+    assert all(e["route"] == "/v1/tenants/{tenant}/items" for e in access)
+    assert 'tenantgate_rate_limit_decisions_total{decision="limited"} 1.0' in metrics
+
+
+async def test_the_client_ip_comes_from_a_trusted_proxy_only(database_url: str) -> None:
+    settings = make_settings(database_url, trusted_proxies="127.0.0.1")
+    async with World.start(settings) as world:
+        with capture_logs(logging.INFO) as logs:
+            await world.client.get(
+                "/health", headers={"X-Forwarded-For": "198.51.100.1, 203.0.113.9"}
+            )
+    async with World.start(make_settings(database_url)) as world:
+        with capture_logs(logging.INFO) as untrusted:
+            await world.client.get("/health", headers={"X-Forwarded-For": "203.0.113.9"})
+    assert logs.entries("tenantgate.access")[0]["client_ip"] == "203.0.113.9"
+    assert untrusted.entries("tenantgate.access")[0]["client_ip"] == "127.0.0.1"
