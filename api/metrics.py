@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
@@ -50,11 +49,14 @@ def multiprocess_dir() -> str | None:
 
 
 def prepare_multiprocess_dir(path: str) -> None:
-    """Start from an empty directory: files left by an earlier run would be counted again."""
+    """Start without the files of an earlier run: they would be counted again.
+
+    Only the metric files (*.db) are removed, whatever else an operator keeps there.
+    """
     directory = Path(path)
-    if directory.exists():
-        shutil.rmtree(directory)
-    directory.mkdir(parents=True)
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):
+        stale.unlink()
 
 
 def bounded(value: str) -> str:

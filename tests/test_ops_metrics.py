@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from api.metrics import prepare_multiprocess_dir
 from tests.support import World, bearer, make_settings
 from tests.support_ops import free_port
 
@@ -137,3 +139,12 @@ async def test_metrics_can_be_switched_off(database_url: str) -> None:
     async with World.start(make_settings(database_url, metrics_enabled=False)) as world:
         response = await world.client.get("/metrics")
     assert response.status_code == 404
+
+
+def test_the_multiprocess_directory_loses_only_old_metric_files(tmp_path: Path) -> None:
+    directory = tmp_path / "metrics"
+    prepare_multiprocess_dir(str(directory))
+    (directory / "counter_123.db").write_bytes(b"old")
+    (directory / "keep.txt").write_text("operator's")
+    prepare_multiprocess_dir(str(directory))
+    assert sorted(path.name for path in directory.iterdir()) == ["keep.txt"]
