@@ -33,7 +33,10 @@ async def test_ready_reports_each_component(world: World) -> None:
 
 
 async def test_ready_with_redis_up(database_url: str, redis_url: str, redis_prefix: str) -> None:
-    settings = make_settings(database_url, redis_url=redis_url, redis_prefix=redis_prefix)
+    # A generous timeout: on a loaded test machine a 250 ms ping can miss and read as degraded.
+    settings = make_settings(
+        database_url, redis_url=redis_url, redis_prefix=redis_prefix, redis_timeout=5.0
+    )
     async with World.start(settings) as world:
         response = await world.client.get("/ready")
     assert response.status_code == 200
