@@ -9,7 +9,7 @@ import pytest
 
 from config.settings import Settings
 from storage.audit_queries import verify
-from tests.support import World, bearer, jwt_part
+from tests.support import World, bearer, jwt_part, make_settings
 from tests.support_audit import every_stored_value, get, member_token, only, trail
 
 UA = {"User-Agent": "audit-test/1.0"}
@@ -178,41 +178,50 @@ async def test_insufficient_scope_records_access_denied(world: World) -> None:
     assert event.request_id == response.headers.get("x-request-id")
 
 
-async def test_rate_limit_exceeded_is_one_event_per_principal_and_window(world: World) -> None:
-    await world.tenant("acme")
-    token, user_id = await member_token(world, "acme", "ann@acme.test", "owner")
-    other, other_id = await member_token(world, "acme", "bob@acme.test", "owner")
-    statuses = [
-        (await get(world, token, "/v1/tenants/acme/audit/access")).status_code for _ in range(64)
-    ]
-    assert statuses.count(429) == 4, statuses
-    event = await only(world, "acme", "rate_limit.exceeded")
-    assert (event.actor_subject, event.target, event.outcome) == (
-        user_id,
-        "rate_limit:principal",
-        "denied",
-    )
-    assert event.details["limit"] == 60
-    assert event.details["window_seconds"] == 60
-    assert event.details["first_route"] == "GET /v1/tenants/{tenant}/audit/access"
-    assert event.details["window_end"] > event.fields()["time"]
-    # Another principal over its own limit is its own event; more rejections add nothing.
-    for _ in range(62):
-        await get(world, other, "/v1/tenants/acme/audit/access")
-    limited = await trail(world, "acme", "rate_limit.exceeded")
-    assert [e.actor_subject for e in limited] == [user_id, other_id]
+SMALL_PLANS = {"free": {"principal": "5/minute", "tenant": "8/minute"}}
+ACCESS = "/v1/tenants/acme/audit/access"
 
 
-async def test_rate_limit_window_is_shared_by_workers(settings: Settings) -> None:
+async def test_rate_limit_exceeded_is_one_event_per_principal_and_window(
+    database_url: str,
+) -> None:
+    async with World.start(make_settings(database_url, plan_limits=SMALL_PLANS)) as world:
+        await world.tenant("acme")
+        token, user_id = await member_token(world, "acme", "ann@acme.test", "owner")
+        other, other_id = await member_token(world, "acme", "bob@acme.test", "owner")
+        statuses = [(await get(world, token, ACCESS)).status_code for _ in range(8)]
+        assert statuses.count(429) == 3, statuses
+        event = await only(world, "acme", "rate_limit.exceeded")
+        assert (event.actor_subject, event.target, event.outcome) == (
+            user_id,
+            "rate_limit:principal",
+            "denied",
+        )
+        assert event.details["limit"] == 5
+        assert event.details["window_seconds"] == 60
+        assert event.details["first_route"] == "GET /v1/tenants/{tenant}/audit/access"
+        assert event.details["window_end"] > event.fields()["time"]
+        # The other principal runs into the tenant's limit (8 in total): its own event, once.
+        statuses = [(await get(world, other, ACCESS)).status_code for _ in range(6)]
+        assert statuses == [200, 200, 200, 429, 429, 429]
+        limited = await trail(world, "acme", "rate_limit.exceeded")
+        assert [(e.actor_subject, e.target) for e in limited] == [
+            (user_id, "rate_limit:principal"),
+            (other_id, "rate_limit:tenant"),
+        ]
+        assert limited[1].details["limit"] == 8
+
+
+async def test_rate_limit_window_is_shared_by_workers(database_url: str) -> None:
     """Two app instances (two workers) over one database: still one event for the window."""
+    settings = make_settings(database_url, plan_limits=SMALL_PLANS)
     async with World.start(settings) as first, World.start(settings) as second:
         await first.tenant("acme")
         await first.member("acme", "ann@acme.test", "owner")
         token = await first.login("ann@acme.test")
-        second.passwords = first.passwords
         for world in (first, second):
-            for _ in range(61):
-                await get(world, token, "/v1/tenants/acme/audit/access")
+            for _ in range(7):  # each worker counts for itself without Redis: both go over
+                await get(world, token, ACCESS)
         assert len(await trail(first, "acme", "rate_limit.exceeded")) == 1
 
 
@@ -313,8 +322,6 @@ async def test_concurrent_audited_changes_in_two_workers_keep_the_chain_valid(
 
 
 async def test_client_ip_honours_trusted_proxies_only(database_url: str) -> None:
-    from tests.support import make_settings
-
     settings = make_settings(database_url, trusted_proxies=["127.0.0.1/32"])
     async with World.start(settings) as world:
         await world.tenant("acme")
@@ -332,8 +339,6 @@ async def test_client_ip_honours_trusted_proxies_only(database_url: str) -> None
 
 
 async def test_sign_in_throttling_is_one_event_per_ip_and_window(database_url: str) -> None:
-    from tests.support import make_settings
-
     settings = make_settings(database_url, login_rate_limit_username="2/minute")
     async with World.start(settings) as world:
         form = {"grant_type": "password", "username": "ann@acme.test", "password": "guess-1"}
