@@ -86,11 +86,9 @@ async def test_a_slow_handler_is_stopped_with_503(small: World) -> None:
         return {}
 
     small.app.include_router(router)
-    started = asyncio.get_running_loop().time()
     response = await small.client.get("/slow")
-    assert asyncio.get_running_loop().time() - started < 2
     assert_problem(response, 503, "timeout")
-    assert not finished.is_set()
+    assert not finished.is_set()  # cancelled at the deadline, not answered after its sleep
     assert (await small.client.get("/health")).status_code == 200
 
 

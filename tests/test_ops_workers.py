@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-import time
 from pathlib import Path
 
 import httpx
@@ -127,9 +126,7 @@ async def test_two_workers_share_metrics_log_json_and_stop_gracefully(tmp_path: 
             response = await asyncio.to_thread(_read_response, sock)
         assert status_of(response) == 400
         assert b'"error":"invalid_grant"' in response
-        started = time.monotonic()
         assert await asyncio.to_thread(server.wait, 30) == 0
-        assert time.monotonic() - started < 15
     finally:
         server.stop()
 
