@@ -121,6 +121,7 @@ async def _insufficient_scope(request: Request, error: Exception) -> JSONRespons
 
 async def _privilege_escalation(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, PrivilegeEscalation)
+    await record_access_denied(request, error)
     scope = " ".join(sorted(error.required))
     description = f"the role needs scope(s) this token does not hold: {scope}"
     return problem(
