@@ -36,7 +36,8 @@ async def test_password_login_records_token_issued(world: World) -> None:
     assert event.scopes == ("items:read", "members:read")
     assert event.client_ip == "127.0.0.1"
     assert event.user_agent == "audit-test/1.0"
-    assert event.request_id == response.headers.get("x-request-id")
+    assert event.request_id is not None
+    assert event.request_id == response.headers["x-request-id"]
     assert event.details["grant_type"] == "password"
     assert event.details["client_id"] == "tenantgate"
     assert event.details["jti"] == jwt_part(token, 1)["jti"]
@@ -163,7 +164,8 @@ async def test_unknown_refresh_token_is_refused_anonymously(world: World) -> Non
 async def test_insufficient_scope_records_access_denied(world: World) -> None:
     await world.tenant("acme")
     token, user_id = await member_token(world, "acme", "vic@acme.test", "viewer")
-    response = await get(world, token, "/v1/tenants/acme/audit/events", headers=UA)
+    headers = {**UA, "X-Request-ID": "trace-4711"}
+    response = await get(world, token, "/v1/tenants/acme/audit/events", headers=headers)
     assert response.status_code == 403
     event = await only(world, "acme", "access.denied")
     assert (event.actor_kind, event.actor_subject, event.outcome) == ("user", user_id, "denied")
@@ -175,7 +177,7 @@ async def test_insufficient_scope_records_access_denied(world: World) -> None:
         "client_id": "tenantgate",
     }
     assert event.user_agent == "audit-test/1.0"
-    assert event.request_id == response.headers.get("x-request-id")
+    assert event.request_id == "trace-4711" == response.json()["request_id"]
 
 
 SMALL_PLANS = {"free": {"principal": "5/minute", "tenant": "8/minute"}}
