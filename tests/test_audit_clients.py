@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
+
+import pytest
 
 from tests.support import World, bearer, jwt_part
 from tests.support_audit import every_stored_value, member_token, only, trail
@@ -29,7 +32,8 @@ async def client_token(world: World, client_id: str, secret: str, **form: str) -
     return await world.client.post("/token", data={**data, **form})
 
 
-async def test_client_lifecycle_events(world: World) -> None:
+async def test_client_lifecycle_events(world: World, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
     token, admin_id = await admin(world)
     created = await new_client(world, token, ["items:read"])
     client_id = created["client_id"]
@@ -50,8 +54,10 @@ async def test_client_lifecycle_events(world: World) -> None:
     event = await only(world, "acme", "client.revoked")
     assert (event.actor_subject, event.target) == (admin_id, f"client:{client_id}")
     stored = await every_stored_value(world)
+    logs = "\n".join(record.getMessage() + repr(record.__dict__) for record in caplog.records)
     for secret in (created["client_secret"], rotated.json()["client_secret"]):
         assert secret not in stored
+        assert secret not in logs
     # A refused creation (scope beyond the creator's) records the denial, not a creation.
     refused = await world.client.post(
         "/v1/tenants/acme/clients",
