@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 from fastapi import APIRouter, FastAPI
+from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 
 from api.app import create_app
@@ -90,6 +91,24 @@ async def test_a_slow_handler_is_stopped_with_503(small: World) -> None:
     assert_problem(response, 503, "timeout")
     assert not finished.is_set()  # cancelled at the deadline, not answered after its sleep
     assert (await small.client.get("/health")).status_code == 200
+
+
+async def test_a_started_stream_may_outlast_the_deadline(small: World) -> None:
+    router = APIRouter()
+
+    async def slowly() -> AsyncIterator[bytes]:
+        for part in (b"one,", b"two,", b"three"):
+            await asyncio.sleep(0.15)  # 0.45 s in all, past the 0.2 s deadline
+            yield part
+
+    @router.get("/export")
+    async def export() -> StreamingResponse:
+        return StreamingResponse(slowly(), media_type="text/csv")
+
+    small.app.include_router(router)
+    response = await small.client.get("/export")
+    assert response.status_code == 200
+    assert response.text == "one,two,three"
 
 
 @pytest.mark.parametrize("http", ["h11", "httptools"])

@@ -1,5 +1,5 @@
 """Input limits: header size (431), body size (413, with or without Content-Length) and a
-per-request deadline for handlers (503). Each answer is an RFC 9457 problem.
+deadline for handlers to start their response (503). Each answer is an RFC 9457 problem.
 """
 
 from __future__ import annotations
@@ -70,6 +70,9 @@ class LimitsMiddleware:
                 return
             if message["type"] == "http.response.start":
                 started = True
+                # The deadline is for producing a response; a started stream (an export) may
+                # take longer, and ends when the client goes away.
+                deadline.reschedule(None)
                 if exceeded and message["status"] != 413:
                     # The app turned the oversized body into another error (e.g. a parse error).
                     replaced = True
@@ -79,8 +82,9 @@ class LimitsMiddleware:
                     return
             await send(message)
 
+        deadline = asyncio.timeout(self.timeout)
         try:
-            async with asyncio.timeout(self.timeout):
+            async with deadline:
                 await self.app(scope, limited_receive, tracked_send)
         except TimeoutError:
             log.warning("request stopped after %.1f s", self.timeout)
