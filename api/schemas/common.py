@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, field_validator
 
 
 def contains_nul(value: Any) -> bool:
@@ -21,12 +21,12 @@ class InputModel(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    @model_validator(mode="before")
+    @field_validator("*", mode="before")
     @classmethod
-    def _no_nul(cls, data: Any) -> Any:
-        if contains_nul(data):
+    def _no_nul(cls, value: Any) -> Any:
+        if contains_nul(value):
             raise ValueError("text must not contain NUL characters")
-        return data
+        return value
 
 
 class Problem(BaseModel):
