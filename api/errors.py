@@ -27,7 +27,7 @@ from policies.errors import (
     TenantNotFound,
     TenantSuspended,
 )
-from storage.errors import Conflict, NotFound, PreconditionFailed
+from storage.errors import Conflict, InvalidText, NotFound, PreconditionFailed
 
 log = logging.getLogger("tenantgate.errors")
 
@@ -184,9 +184,9 @@ async def _guard_state_unavailable(request: Request, _: Exception) -> JSONRespon
 
 async def _oauth(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, OAuthError)
-    record_auth_failure(request, "token", error.error)
     if error.retry_after is not None:
         await record_login_throttled(request)
+    record_auth_failure(request, "token", error.error)
     return oauth_error(error)
 
 
@@ -203,6 +203,15 @@ async def _conflict(request: Request, error: Exception) -> JSONResponse:
 
 async def _precondition(request: Request, error: Exception) -> JSONResponse:
     return problem(request, 412, "precondition-failed", "Precondition failed", str(error))
+
+
+OAUTH_ENDPOINTS = frozenset({"/token", "/revoke", "/introspect"})
+
+
+async def _invalid_text(request: Request, error: Exception) -> JSONResponse:
+    if request.url.path in OAUTH_ENDPOINTS:
+        return oauth_error(OAuthError("invalid_request", str(error)))
+    return problem(request, 400, "invalid-text", "Invalid text", str(error))
 
 
 async def _validation(request: Request, error: Exception) -> JSONResponse:
@@ -253,6 +262,7 @@ def install_error_handlers(app: FastAPI) -> None:
         NotFound: _not_found,
         Conflict: _conflict,
         PreconditionFailed: _precondition,
+        InvalidText: _invalid_text,
         RequestValidationError: _validation,
         StarletteHTTPException: _http,
         Exception: _unexpected,

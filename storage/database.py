@@ -12,6 +12,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from config.settings import Settings
+from storage.errors import InvalidText
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -39,6 +40,25 @@ def _sqlite_engine(url: str, *, immediate: bool) -> AsyncEngine:
     return engine
 
 
+def _refuse_nul(
+    _connection: Any, _cursor: Any, _statement: str, parameters: Any, _context: Any, _many: bool
+) -> None:
+    # PostgreSQL cannot store NUL in text and fails the query; SQLite stores it. Refuse it here,
+    # below every route, so both backends answer the same clean 4xx instead of a 500.
+    if _has_nul(parameters):
+        raise InvalidText("text must not contain NUL characters")
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
 class Database:
     """One engine for reads and one for writes (the same engine outside SQLite)."""
 
@@ -58,6 +78,8 @@ class Database:
                 pool_pre_ping=True,
             )
             self.writer = self.reader
+        for engine in {self.reader, self.writer}:
+            event.listen(engine.sync_engine, "before_cursor_execute", _refuse_nul)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:

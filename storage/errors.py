@@ -19,3 +19,7 @@ class Conflict(DomainError):
 
 class PreconditionFailed(DomainError):
     """If-Match named a version that is no longer current."""
+
+
+class InvalidText(DomainError):
+    """Input the database cannot store (a NUL character), refused before the query runs."""

@@ -63,3 +63,23 @@ async def test_json_bodies_refuse_nul(owner: tuple[World, str]) -> None:
         response = await world.client.post(path, json=body, headers=bearer(token))
         assert response.status_code == 422, (path, response.text)
         assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_path_and_query_values_with_nul_are_400_problems(owner: tuple[World, str]) -> None:
+    world, token = owner
+    for path in (
+        "/v1/tenants/acme/members/usr_%00",
+        "/v1/tenants/acme/clients/cli_%00",
+        "/v1/tenants/acme/audit/events?actor=%00",
+    ):
+        response = await world.client.get(path, headers=bearer(token))
+        assert response.status_code == 400, (path, response.text)
+        assert response.json()["type"] == "urn:tenantgate:problem:invalid-text"
+
+
+async def test_oauth_endpoints_answer_nul_in_rfc_6749_terms(world: World) -> None:
+    response = await world.client.post(
+        "/introspect", data={"token": "t", "client_id": "cli\x00", "client_secret": "s"}
+    )
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_request"
