@@ -93,6 +93,17 @@ async def test_a_slow_handler_is_stopped_with_503(small: World) -> None:
     assert (await small.client.get("/health")).status_code == 200
 
 
+async def test_a_timeout_inside_the_handler_is_not_the_deadline(small: World) -> None:
+    router = APIRouter()
+
+    @router.get("/driver-timeout")
+    async def driver_timeout() -> None:
+        raise TimeoutError("a driver gave up")
+
+    small.app.include_router(router)
+    assert_problem(await small.client.get("/driver-timeout"), 500, "internal-error")
+
+
 async def test_a_started_stream_may_outlast_the_deadline(small: World) -> None:
     router = APIRouter()
 

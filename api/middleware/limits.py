@@ -87,6 +87,8 @@ class LimitsMiddleware:
             async with deadline:
                 await self.app(scope, limited_receive, tracked_send)
         except TimeoutError:
+            if not deadline.expired():
+                raise  # the app's own timeout (a driver, a client), not this deadline
             log.warning("request stopped after %.1f s", self.timeout)
             if not started:
                 await self._reject(
