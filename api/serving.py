@@ -9,6 +9,7 @@ accepting, lets in-flight requests finish (up to `shutdown_grace` seconds), then
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 
@@ -45,22 +46,33 @@ def prepare_metrics(workers: int) -> str | None:
     """Multiprocess metrics when several workers run (or the operator set the directory).
 
     Must run before any worker imports prometheus_client: the value store is chosen at import.
+    Returns the directory when this function created it (to be removed after the server).
     """
     directory = multiprocess_dir()
-    if directory is None and workers > 1:
-        directory = tempfile.mkdtemp(prefix="tenantgate-metrics-")
     if directory is not None:
         prepare_multiprocess_dir(directory)
-        os.environ[MULTIPROC_ENV] = directory
+        return None
+    if workers == 1:
+        return None
+    directory = tempfile.mkdtemp(prefix="tenantgate-metrics-")
+    os.environ[MULTIPROC_ENV] = directory
     return directory
 
 
 def serve(settings: Settings, options: ServeOptions) -> None:
-    import uvicorn
-
-    prepare_metrics(options.workers)
+    created = prepare_metrics(options.workers)
     # Workers read it at start-up: without Redis, several workers warn that limits are per worker.
     os.environ["TENANTGATE_WORKERS"] = str(options.workers)
+    try:
+        _run(settings, options)
+    finally:
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
+
+
+def _run(settings: Settings, options: ServeOptions) -> None:
+    import uvicorn  # here, not at import: every other CLI command would pay for it
+
     uvicorn.run(
         "api.asgi:app",
         host=options.host,

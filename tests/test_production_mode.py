@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -11,9 +13,10 @@ import pytest
 from asgi_lifespan import LifespanManager
 
 from api.app import create_app
+from api.metrics import MULTIPROC_ENV
 from api.middleware.security_headers import SecurityHeaders
 from api.runtime import StartupRefused, _ensure_signing_key
-from api.serving import refusals
+from api.serving import prepare_metrics, refusals
 from config.settings import Environment, Settings
 from storage.database import Database
 from storage.migrate import upgrade
@@ -133,3 +136,20 @@ def test_serve_prints_one_line_per_refusal_and_exits(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "no signing key" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 4
+
+
+def test_serve_prepares_metrics_files_only_for_several_workers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(MULTIPROC_ENV, raising=False)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    assert prepare_metrics(1) is None
+    assert MULTIPROC_ENV not in os.environ
+    created = prepare_metrics(2)
+    assert created is not None
+    assert os.environ[MULTIPROC_ENV] == created
+    assert Path(created).is_dir()
+    operator = tmp_path / "operator"
+    monkeypatch.setenv(MULTIPROC_ENV, str(operator))
+    assert prepare_metrics(4) is None  # the operator's directory is kept (emptied of *.db)
+    assert operator.is_dir()
