@@ -6,7 +6,7 @@ import hashlib
 import logging
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 import sqlalchemy as sa
@@ -25,6 +25,7 @@ from storage.tables import memberships, refresh_tokens, tenants, users, utcnow
 
 FIRST_PARTY_CLIENT_ID = "tenantgate"
 INVALID_CREDENTIALS = "invalid username or password"
+ONE_TIME_PASSWORD = "a one-time password grants no scope: set your own at POST /v1/me/password"  # noqa: S105 - a message
 PLATFORM_ADMIN_SCOPE = "platform:admin"
 # Reason codes of refused grants in the audit trail (the response stays deliberately vague).
 REFUSAL_REASONS = {
@@ -132,6 +133,11 @@ class Grants:
                     users.update().where(users.c.id == user.id).values(password_hash=upgraded)
                 )
             grant = await self._user_grant(connection, user.id, user.is_platform_admin, tenant)
+            if user.must_change_password:
+                # A one-time password opens only the identity routes: /v1/me/password first.
+                if parse_scope(scope):
+                    raise OAuthError("invalid_scope", ONE_TIME_PASSWORD)
+                grant = replace(grant, allowed=frozenset())
             scopes = narrow(parse_scope(scope), grant.allowed)
             return await self._respond(
                 connection, grant, scopes, new_id("fam"), Action.TOKEN_ISSUED, context

@@ -94,6 +94,35 @@ async def test_new_owner_is_invited_with_a_one_time_password(world: World) -> No
         data={"grant_type": "password", "username": "boss@initech.test", "password": password},
     )
     assert token.status_code == 200, token.text
+    # The one-time password opens nothing but the identity routes until it is replaced.
+    assert token.json()["scope"] == ""
+    one_time = bearer(token.json()["access_token"])
+    denied = await world.client.get("/v1/tenants/initech/members", headers=one_time)
+    assert denied.status_code == 403
+    asking = await world.client.post(
+        "/token",
+        data={
+            "grant_type": "password",
+            "username": "boss@initech.test",
+            "password": password,
+            "scope": "members:read",
+        },
+    )
+    assert asking.json()["error"] == "invalid_scope"
+    changed = await world.client.post(
+        "/v1/me/password",
+        json={"current_password": password, "new_password": "a passphrase of my own"},
+        headers=one_time,
+    )
+    assert changed.status_code == 204
+    token = await world.client.post(
+        "/token",
+        data={
+            "grant_type": "password",
+            "username": "boss@initech.test",
+            "password": "a passphrase of my own",
+        },
+    )
     assert "members:write" in token.json()["scope"].split()
     members = await world.client.get(
         "/v1/tenants/initech/members", headers=bearer(token.json()["access_token"])

@@ -1,8 +1,11 @@
 """The README stays true: the two commands, and a row for every setting."""
 
+import json
+import subprocess
 from pathlib import Path
 
 from config.settings import Settings
+from tests.support_ops import TENANTGATE, ServerProcess, server_env
 
 README = (Path(__file__).parent.parent / "README.md").read_text()
 
@@ -23,3 +26,43 @@ def test_the_table_names_no_setting_that_does_not_exist() -> None:
 def test_the_two_commands_are_there() -> None:
     assert "make run" in README
     assert "make test" in README
+
+
+def tour_script() -> str:
+    """The shell block of "From `make run` to a call, with curl", as a reader would paste it."""
+    section = README.split("## From `make run` to a call, with curl", 1)[1]
+    return section.split("```sh\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_curl_tour_runs_against_a_real_server(tmp_path: Path) -> None:
+    database_url = f"sqlite+aiosqlite:///{tmp_path}/tour.db"
+    env = server_env(database_url, TENANTGATE_ISSUER="http://127.0.0.1:8000")
+    subprocess.run([TENANTGATE, "db", "upgrade"], env=env, check=True, capture_output=True)
+    bootstrap = subprocess.run(
+        [TENANTGATE, "bootstrap", "--json"], env=env, check=True, capture_output=True, text=True
+    )
+    admin_password = json.loads(bootstrap.stdout)["password"]
+    server = ServerProcess(env, cwd=tmp_path)
+    try:
+        server.wait_ready()
+        script = (
+            tour_script()
+            .replace("localhost:8000", f"localhost:{server.port}")
+            .replace("'<printed password>'", f"'{admin_password}'")
+        )
+        result = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", script],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        server.stop()
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[:2] == ["204", "204"]  # both passwords set
+    assert json.loads(lines[2])["tenant"] == "acme"
+    assert json.loads(lines[3])["price"] == "19.9900"
+    assert json.loads(lines[4])["totals"]["stock_value"] == "59.9700"
