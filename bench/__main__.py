@@ -5,10 +5,11 @@ on the embedded defaults (no Redis) except one plan with limits nobody reaches, 
 does all its work and never refuses. A separate process (bench/load.py) drives a bounded number
 of requests over 32 keep-alive connections. Rows:
 
-  /health                   bare FastAPI, no I/O
+  bare FastAPI /health      FastAPI with one route and no middleware (the budget's reference)
+  /health                   the app's /health: no I/O, every middleware
   /v1/me                    identity: RS256 token verified (cached) + admission
   item read                 identity + tenant + limiter + scopes + one database read
-  item read, no limiter     the same app with admission replaced by identity + tenant only
+  item read, no limiter     the same app with a guard store that admits without counting
   item read, Redis limiter  as "item read" with TENANTGATE_REDIS_URL (if TENANTGATE_BENCH_REDIS_URL)
   baseline                  decode HS256, load the user with the ORM, then query (bench/baseline.py)
 
@@ -173,6 +174,9 @@ def measure() -> list[Row]:
         item = f"/v1/tenants/{TENANT}/items/{item_id}"
         rows = []
 
+        with server(uvicorn("bench.variants:bare", factory=True), env, log) as port:
+            rows.append(Row("bare FastAPI /health", load(port, "/health")))
+
         with server(tenantgate_serve(), env, log) as port:
             token = access_token(port, password)
             rows.append(Row("/health", load(port, "/health")))
@@ -213,20 +217,21 @@ def _forget_prefix(redis_url: str, prefix: str) -> None:
 
 
 def table(rows: list[Row]) -> str:
-    health = rows[0].result["rps"]
     by_name = {row.name: row.result for row in rows}
+    bare, health = by_name["bare FastAPI /health"]["rps"], by_name["/health"]["rps"]
     lines = [
-        f"{'':38} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'x /health':>10}",
+        f"{'':38} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'x /health':>10} {'x bare':>8}",
         *(
             f"{row.name:38} {row.result['rps']:>9.0f} {row.result['p50_ms']:>8.2f} "
-            f"{row.result['p99_ms']:>8.2f} {row.result['rps'] / health:>10.2f}"
+            f"{row.result['p99_ms']:>8.2f} {row.result['rps'] / health:>10.2f} "
+            f"{row.result['rps'] / bare:>8.2f}"
             for row in rows
         ),
         "",
     ]
     guarded, baseline = by_name["item read"], by_name["baseline: HS256 + ORM user + query"]
     unlimited = by_name["item read, no limiter"]
-    lines.append(f"item read / baseline:           {guarded['rps'] / baseline['rps']:.2f}x")
+    lines.append(f"item read / baseline:              {guarded['rps'] / baseline['rps']:.2f}x")
     lines.append(f"item read / item read, no limiter: {guarded['rps'] / unlimited['rps']:.2f}x")
     lines.append(
         f"{REQUESTS} requests per row, {CONNECTIONS} connections, 1 worker, {os.cpu_count()} CPUs"

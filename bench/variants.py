@@ -1,25 +1,71 @@
 """The real app with the limiter taken out, for the with/without comparison of `make bench`.
 
-Admission (revocation, tenant status and both counters: one guard-store call) is replaced by
-a dependency that keeps identity and tenant; everything else is the app as served.
+The guard store is swapped for one that admits everything without counting: no counters, no
+revocation look-ups, no headers. Everything else (identity, tenant, scopes, handler, the other
+middleware) is the app as served. FastAPI's dependency_overrides would be the obvious tool, but
+it re-inspects the override on every request and would make this variant the slower one.
 `uvicorn bench.variants:without_limiter --factory`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from fastapi import FastAPI
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.app import create_app
-from auth.principal import CurrentPrincipal
-from policies.admission import admit_tenant_request
-from policies.tenancy import CurrentTenant
+from storage.guard_state import Admission, Outcome, Tally, TenantState, Verdict, Window
 
 
-async def identity_and_tenant_only(principal: CurrentPrincipal, tenant: CurrentTenant) -> None:
-    return None
+class AdmitEverything:
+    """A GuardStore that neither counts nor remembers anything."""
+
+    async def admit(self, admission: Admission) -> Verdict:
+        return Verdict(Outcome.OK)
+
+    async def hit(self, tag: str, windows: Sequence[tuple[str, Window]]) -> Tally:
+        return Tally(True, ())
+
+    async def put_tenant(self, tag: str, state: TenantState) -> None:
+        return None
+
+    async def revoke_token(self, tag: str, jti: str, ttl_seconds: int) -> None:
+        return None
+
+    async def set_subject_revision(
+        self, tag: str, subject: str, revision: int, ttl_seconds: int
+    ) -> None:
+        return None
+
+    async def ping(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
 
 
-def without_limiter() -> FastAPI:
-    app = create_app()
-    app.dependency_overrides[admit_tenant_request] = identity_and_tenant_only
+def without_limiter() -> ASGIApp:
+    app: FastAPI = create_app()
+    unlimited = AdmitEverything()
+
+    async def serve(scope: Scope, receive: Receive, send: Send) -> None:
+        # The lifespan installs the real store; swap it once the app serves requests.
+        if scope["type"] == "http" and app.state.guard is not unlimited:
+            real = app.state.guard
+            app.state.guard = unlimited
+            await real.close()
+        await app(scope, receive, send)
+
+    return serve
+
+
+def bare() -> FastAPI:
+    """FastAPI with nothing but /health: the reference the performance budget is relative to."""
+    app = FastAPI()
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
     return app
