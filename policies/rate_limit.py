@@ -143,7 +143,7 @@ def _is_trusted(address: IPAddress, trusted: Sequence[IPNetwork]) -> bool:
     return any(address in network for network in trusted)
 
 
-def request_client_ip(scope: dict[str, Any] | Any, settings: Settings) -> str:
+def request_client_ip(scope: Mapping[str, Any], settings: Settings) -> str:
     client = scope.get("client")
     peer = client[0] if client else None
     forwarded = [
