@@ -19,6 +19,9 @@ from redis.asyncio import Redis
 from config.settings import Settings
 from policies.guard_sync import revoke_token
 from storage.guard_failover import FailoverGuardStore, StateStoreUnavailable
+from storage.guard_redis import RedisGuardStore
+from storage.guard_state import Admission, Outcome, TenantState, Window
+from storage.redis_client import create_redis
 from tests.support import World, jwt_part, make_settings
 from tests.support_rate_limit import SMALL_PLANS, get, limit_headers, member_token, probe_router
 from tests.support_redis import RedisProcess, own_redis
@@ -173,3 +176,46 @@ async def test_restarted_redis_keeps_revocations_and_limits(
         assert await redis_keys(redis_server, "{acme}:rl:p:*")
         # Redis counts from zero after losing its data: one request in the new window.
         assert limit_headers(response)["x-ratelimit-remaining"] == "4"
+
+
+async def test_breaker_refuses_changes_and_retries_a_failed_reseed(
+    database_url: str, redis_server: RedisProcess
+) -> None:
+    settings = failing_settings(database_url, redis_server)
+    store = FailoverGuardStore(
+        RedisGuardStore(create_redis(settings), PREFIX), cooldown=settings.redis_breaker_cooldown
+    )
+    attempts: list[int] = []
+
+    async def reseed() -> None:
+        attempts.append(len(attempts))
+        if len(attempts) == 1:
+            raise RuntimeError("database not reachable yet")
+
+    store.on_recovery = reseed
+    try:
+        await store.put_tenant("acme", TenantState(True, Window(5, 60), Window(8, 60)))
+        redis_server.stop()
+        with pytest.raises(StateStoreUnavailable):
+            await store.revoke_token("acme", "jti-1", 60)
+        assert store.degraded
+        assert store.trips == 1
+        # Nothing of the refused change stays behind in this process's copy either.
+        await store.fallback.put_tenant("acme", TenantState(True, Window(5, 60), Window(8, 60)))
+        verdict = await store.admit(Admission("acme", "jti-1", "usr_1", 1, True))
+        assert verdict.outcome is Outcome.OK
+        began = time.monotonic()
+        with pytest.raises(StateStoreUnavailable):
+            await store.put_tenant("acme", TenantState(False, Window(5, 60), Window(8, 60)))
+        assert time.monotonic() - began < 0.05, "an open breaker refuses without trying Redis"
+
+        redis_server.start()
+        deadline = time.monotonic() + 5
+        while store.degraded:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.02)
+        assert attempts == [0, 1], "the failed re-seed was retried before the breaker closed"
+        verdict = await store.admit(Admission("acme", "jti-2", "usr_1", 1, True))
+        assert verdict.outcome is Outcome.UNKNOWN_TENANT  # an empty Redis: admission re-seeds
+    finally:
+        await store.close()
