@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
+import re
 from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Security
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
 from pydantic import AwareDatetime
 
@@ -22,10 +20,18 @@ from api.schemas.audit import (
     csv_lines,
     ndjson_line,
 )
+from api.schemas.pages import CURSOR_DESCRIPTION, encode_cursor, keyed_cursor
 from policies.access_matrix import role_matrix, route_matrix, tenant_access
 from policies.authorize import require_scopes
 from policies.tenancy import CurrentTenant
 from storage.audit_queries import EventFilter, all_events, events
+
+# Continues after this sequence number of the tenant's chain.
+SeqCursor = Annotated[
+    str | None,
+    Query(max_length=200, description=CURSOR_DESCRIPTION),
+    keyed_cursor(re.compile(r"[0-9]{1,18}")),
+]
 
 router = APIRouter(
     prefix="/audit",
@@ -40,24 +46,6 @@ EXPORT_RESPONSES = {
         "content": {NDJSON: {"schema": {"type": "string"}}, CSV: {"schema": {"type": "string"}}},
     }
 }
-
-
-def _cursor(seq: int) -> str:
-    return base64.urlsafe_b64encode(f"seq:{seq}".encode()).decode().rstrip("=")
-
-
-def _after(cursor: str | None) -> int:
-    if cursor is None:
-        return 0
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        prefix, _, number = text.partition(":")
-        if prefix != "seq" or not number.isdigit() or len(number) > 18:
-            raise ValueError(cursor)
-        return int(number)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        error = {"loc": ("query", "cursor"), "msg": "malformed cursor", "type": "value_error"}
-        raise RequestValidationError([error]) from None
 
 
 def _export_type(request: Request) -> str | None:
@@ -85,7 +73,7 @@ async def list_events(
     actor: Annotated[str | None, Query(max_length=80, description="Actor subject")] = None,
     since: Annotated[AwareDatetime | None, Query(description="Inclusive")] = None,
     until: Annotated[AwareDatetime | None, Query(description="Exclusive")] = None,
-    cursor: Annotated[str | None, Query(max_length=100)] = None,
+    cursor: SeqCursor = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
 ) -> AuditEventPage | StreamingResponse:
     filters = EventFilter(action=action, actor=actor, since=since, until=until)
@@ -94,13 +82,13 @@ async def list_events(
         return _stream(export, database, tenant.slug, filters)
     async with database.read() as connection:
         page = await events(
-            connection, tenant.slug, filters, after_seq=_after(cursor), limit=limit + 1
+            connection, tenant.slug, filters, after_seq=int(cursor or 0), limit=limit + 1
         )
     more = len(page) > limit
     page = page[:limit]
     return AuditEventPage(
         events=[AuditEventOut.of(event) for event in page],
-        next_cursor=_cursor(page[-1].seq) if more else None,
+        next_cursor=encode_cursor(str(page[-1].seq)) if more else None,
     )
 
 

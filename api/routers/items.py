@@ -16,8 +16,8 @@ from api.schemas.items import (
     ItemOut,
     ItemPage,
     ItemPatch,
-    encode_cursor,
 )
+from api.schemas.pages import encode_cursor
 from policies.authorize import require_scopes
 from policies.tenancy import CurrentTenant
 from storage import items as store
@@ -76,7 +76,7 @@ async def list_items(
     tenant: CurrentTenant,
     database: DatabaseDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
-    cursor: Annotated[Cursor | None, Query(description="next_cursor of the previous page")] = None,
+    cursor: Cursor = None,
     category: Annotated[str | None, Query(min_length=1, max_length=100, pattern=ONE_LINE)] = None,
     name_prefix: Annotated[
         str | None,
@@ -92,8 +92,8 @@ async def list_items(
             category=category,
             name_prefix=name_prefix,
         )
-    next_cursor = encode_cursor(page.next_after) if page.next_after else None
-    return ItemPage(items=[ItemOut.of(item) for item in page.items], next_cursor=next_cursor)
+    next_page = encode_cursor(page.next_after) if page.next_after else None
+    return ItemPage(items=[ItemOut.of(item) for item in page.items], next_cursor=next_page)
 
 
 @router.post(

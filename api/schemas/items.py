@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Self
 
+from fastapi import Query
 from pydantic import (
-    AfterValidator,
     BaseModel,
     BeforeValidator,
     Field,
@@ -20,6 +18,7 @@ from pydantic import (
 )
 
 from api.schemas.common import InputModel
+from api.schemas.pages import CURSOR_DESCRIPTION, keyed_cursor
 from storage.items import ITEM_ID, Item, price_to_units, units_to_price
 
 MAX_PRICE = Decimal(1_000_000_000)
@@ -28,7 +27,6 @@ PLAIN_DECIMAL = re.compile(r"^[0-9]{1,10}(\.[0-9]{1,12})?$")
 # No control characters (PostgreSQL refuses NUL outright); descriptions may hold line breaks.
 ONE_LINE = r"^[^\x00-\x1f\x7f]*$"
 MULTI_LINE = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
-CURSOR_VERSION = "1:"
 
 
 def _price(value: Any) -> Decimal:
@@ -152,20 +150,7 @@ class ItemPage(BaseModel):
     )
 
 
-def encode_cursor(after: str) -> str:
-    return base64.urlsafe_b64encode((CURSOR_VERSION + after).encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> str:
-    """The item id a cursor continues after; ValueError (a 422) for anything not ours."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise ValueError("malformed cursor") from None
-    after = raw.removeprefix(CURSOR_VERSION)
-    if after == raw or not ITEM_ID.match(after):
-        raise ValueError("malformed cursor")
-    return after
-
-
-Cursor = Annotated[str, StringConstraints(max_length=100), AfterValidator(decode_cursor)]
+# Continues after this item id: any other key is a malformed cursor (422).
+Cursor = Annotated[
+    str | None, Query(max_length=200, description=CURSOR_DESCRIPTION), keyed_cursor(ITEM_ID)
+]
