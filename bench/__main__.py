@@ -1,9 +1,9 @@
 """`make bench`: throughput and latency of the guard path, as ratios to /health, in one run.
 
-Each server runs alone (1 uvicorn worker) on a fresh SQLite database in a temporary directory,
-on the embedded defaults (no Redis) except one plan with limits nobody reaches, so the limiter
-does all its work and never refuses. A separate process (bench/load.py) drives a bounded number
-of requests over 32 keep-alive connections. Rows:
+Each server is one uvicorn worker on a fresh SQLite database in a temporary directory, on the
+embedded defaults (no Redis) except one plan with limits nobody reaches, so the limiter does
+all its work and never refuses. A separate process (bench/load.py) drives a bounded number of
+requests over 32 keep-alive connections. Rows:
 
   bare FastAPI /health      FastAPI with one route and no middleware (the budget's reference)
   /health                   the app's /health: no I/O, every middleware
@@ -13,7 +13,9 @@ of requests over 32 keep-alive connections. Rows:
   item read, Redis limiter  as "item read" with TENANTGATE_REDIS_URL (if TENANTGATE_BENCH_REDIS_URL)
   baseline                  decode HS256, load the user with the ORM, then query (bench/baseline.py)
 
-Options (environment): BENCH_REQUESTS (default 20000 per row), BENCH_CONNECTIONS (32).
+Every server is started first; the rows then take turns, a quarter of their requests at a
+time, so load from elsewhere on the machine hurts all rows alike.
+Options (environment): BENCH_REQUESTS (default 10000 per row), BENCH_CONNECTIONS (32).
 """
 
 from __future__ import annotations
@@ -29,10 +31,9 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import httpx
 import jwt
@@ -50,14 +51,16 @@ TENANT = "bench"
 EMAIL = "bench@bench.test"
 UNREACHABLE = "1000000000/hour"
 PLAN_LIMITS = {TENANT: {"principal": UNREACHABLE, "tenant": UNREACHABLE}}
-REQUESTS = int(os.environ.get("BENCH_REQUESTS", "20000"))
+REQUESTS = int(os.environ.get("BENCH_REQUESTS", "10000"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "32"))
+ROUNDS = 4  # each row's requests are run in this many slices, the rows taking turns
+WARMUP = 200  # requests before each slice, not measured
 
 
 @dataclass(frozen=True)
 class Row:
     name: str
-    result: dict[str, Any]
+    result: dict[str, float]
 
 
 def free_port() -> int:
@@ -134,18 +137,40 @@ def tenantgate_serve() -> list[str]:
     return [sys.executable, "-c", "from api.cli import main; main()", "serve"]
 
 
-def load(port: int, path: str, token: str | None = None) -> dict[str, Any]:
-    command = [sys.executable, "-m", "bench.load", "--port", str(port), "--path", path]
-    command += ["--requests", str(REQUESTS), "--connections", str(CONNECTIONS)]
-    if token:
-        command += ["--header", f"Authorization: Bearer {token}"]
-    output = subprocess.run(command, cwd=ROOT, check=True, capture_output=True, text=True).stdout
-    result: dict[str, Any] = json.loads(output)
-    if set(result["statuses"]) != {"200"}:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        sample = httpx.get(f"http://127.0.0.1:{port}{path}", headers=headers, timeout=10).text
-        raise SystemExit(f"{path}: unexpected statuses {result['statuses']}: {sample[:500]}")
-    return result
+@dataclass
+class Target:
+    """One row: what to load, and the latencies and time measured so far."""
+
+    name: str
+    port: int
+    path: str
+    token: str | None = None
+    seconds: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+
+    def load(self, requests: int) -> None:
+        command = [sys.executable, "-m", "bench.load", "--port", str(self.port)]
+        command += ["--path", self.path, "--requests", str(requests), "--raw"]
+        command += ["--connections", str(CONNECTIONS), "--warmup", str(WARMUP)]
+        if self.token:
+            command += ["--header", f"Authorization: Bearer {self.token}"]
+        run = subprocess.run(command, cwd=ROOT, check=True, capture_output=True, text=True)
+        result = json.loads(run.stdout)
+        if set(result["statuses"]) != {"200"}:
+            headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+            url = f"http://127.0.0.1:{self.port}{self.path}"
+            sample = httpx.get(url, headers=headers, timeout=10).text
+            raise SystemExit(f"{self.name}: statuses {result['statuses']}: {sample[:500]}")
+        self.seconds += result["seconds"]
+        self.latencies += result["latencies_ms"]
+
+    def result(self) -> dict[str, float]:
+        ordered = sorted(self.latencies)
+        return {
+            "rps": len(ordered) / self.seconds,
+            "p50_ms": ordered[int(0.50 * len(ordered))],
+            "p99_ms": ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))],
+        }
 
 
 def access_token(port: int, password: str) -> str:
@@ -157,7 +182,10 @@ def access_token(port: int, password: str) -> str:
 
 
 def measure() -> list[Row]:
-    with tempfile.TemporaryDirectory(prefix="tenantgate-bench-") as directory:
+    with (
+        tempfile.TemporaryDirectory(prefix="tenantgate-bench-") as directory,
+        ExitStack() as servers,
+    ):
         workdir = Path(directory)
         log = workdir / "servers.log"
         env = {
@@ -172,38 +200,44 @@ def measure() -> list[Row]:
         password = secrets.token_urlsafe(18)
         user_id, item_id = asyncio.run(seed(settings, password))
         item = f"/v1/tenants/{TENANT}/items/{item_id}"
-        rows = []
+        secret = secrets.token_urlsafe(32)
+        hs256 = jwt.encode({"sub": user_id, "exp": int(time.time()) + 3600}, secret, "HS256")
 
-        with server(uvicorn("bench.variants:bare", factory=True), env, log) as port:
-            rows.append(Row("bare FastAPI /health", load(port, "/health")))
-
-        with server(tenantgate_serve(), env, log) as port:
-            token = access_token(port, password)
-            rows.append(Row("/health", load(port, "/health")))
-            rows.append(Row("/v1/me", load(port, "/v1/me", token)))
-            rows.append(Row("item read", load(port, item, token)))
-
-        with server(uvicorn("bench.variants:without_limiter", factory=True), env, log) as port:
-            rows.append(Row("item read, no limiter", load(port, item, token)))
-
+        # Every server is up at once (an idle one costs nothing) and the rows take turns, a
+        # slice at a time: a burst of load from elsewhere on the machine hits all rows alike.
+        bare = servers.enter_context(server(uvicorn("bench.variants:bare", factory=True), env, log))
+        main = servers.enter_context(server(tenantgate_serve(), env, log))
+        token = access_token(main, password)
+        unlimited = servers.enter_context(
+            server(uvicorn("bench.variants:without_limiter", factory=True), env, log)
+        )
+        baseline = servers.enter_context(
+            server(uvicorn("bench.baseline:create", factory=True), {**env, SECRET_ENV: secret}, log)
+        )
+        targets = [
+            Target("bare FastAPI /health", bare, "/health"),
+            Target("/health", main, "/health"),
+            Target("/v1/me", main, "/v1/me", token),
+            Target("item read", main, item, token),
+            Target("item read, no limiter", unlimited, item, token),
+        ]
         redis_url = os.environ.get("TENANTGATE_BENCH_REDIS_URL")
         if redis_url:
             prefix = f"tgbench-{uuid.uuid4().hex[:8]}"
+            servers.callback(_forget_prefix, redis_url, prefix)
             redis_env = {
                 **env,
                 "TENANTGATE_REDIS_URL": redis_url,
                 "TENANTGATE_REDIS_PREFIX": prefix,
             }
-            with server(tenantgate_serve(), redis_env, log) as port:
-                rows.append(Row("item read, Redis limiter", load(port, item, token)))
-            _forget_prefix(redis_url, prefix)
+            on_redis = servers.enter_context(server(tenantgate_serve(), redis_env, log))
+            targets.append(Target("item read, Redis limiter", on_redis, item, token))
+        targets.append(Target("baseline: HS256 + ORM user + query", baseline, item, hs256))
 
-        secret = secrets.token_urlsafe(32)
-        hs256 = jwt.encode({"sub": user_id, "exp": int(time.time()) + 3600}, secret, "HS256")
-        baseline_env = {**env, SECRET_ENV: secret}
-        with server(uvicorn("bench.baseline:create", factory=True), baseline_env, log) as port:
-            rows.append(Row("baseline: HS256 + ORM user + query", load(port, item, hs256)))
-        return rows
+        for _ in range(ROUNDS):
+            for target in targets:
+                target.load(REQUESTS // ROUNDS)
+        return [Row(target.name, target.result()) for target in targets]
 
 
 def _forget_prefix(redis_url: str, prefix: str) -> None:

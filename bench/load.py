@@ -82,7 +82,7 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
     run = await drive(args.port, request, args.requests, args.connections, record=True)
     seconds = time.perf_counter() - started
     ordered = sorted(run.latencies)
-    return {
+    result: dict[str, object] = {
         "requests": len(ordered),
         "seconds": round(seconds, 3),
         "rps": round(len(ordered) / seconds, 1),
@@ -90,6 +90,9 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
         "p99_ms": round(percentile(ordered, 0.99) * 1000, 2),
         "statuses": {str(code): count for code, count in sorted(run.statuses.items())},
     }
+    if args.raw:
+        result["latencies_ms"] = [round(value * 1000, 3) for value in run.latencies]
+    return result
 
 
 def arguments() -> argparse.Namespace:
@@ -100,6 +103,7 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--requests", type=int, default=20_000)
     parser.add_argument("--warmup", type=int, default=1_000)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--raw", action="store_true", help="also print every latency (ms)")
     return parser.parse_args()
 
 
