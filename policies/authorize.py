@@ -8,7 +8,7 @@ from auth.principal import CurrentPrincipal, Principal
 from policies.errors import InsufficientScope
 
 
-def require_scopes(security_scopes: SecurityScopes, principal: CurrentPrincipal) -> Principal:
+async def require_scopes(security_scopes: SecurityScopes, principal: CurrentPrincipal) -> Principal:
     """Every scope declared along the dependency chain must be in the token."""
     required = frozenset(security_scopes.scopes)
     if not required:

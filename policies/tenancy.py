@@ -18,7 +18,7 @@ class Tenant:
     slug: str
 
 
-def get_tenant(
+async def get_tenant(
     principal: CurrentPrincipal,
     tenant: Annotated[str, Path(description="Tenant slug", max_length=40)],
 ) -> Tenant:

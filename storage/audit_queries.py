@@ -159,14 +159,12 @@ def verify_events(events: Iterable[Event], chain: str = "export") -> Verificatio
 async def verify(database: Database, tenant: str | None) -> Verification:
     """Walk the whole chain in `seq` order and compare its end with the chain head.
 
-    One snapshot (REPEATABLE READ on PostgreSQL; SQLite read transactions are snapshots) so a
-    concurrent append cannot make a sound chain look broken.
+    One snapshot (REPEATABLE READ on PostgreSQL, a read transaction on SQLite) so a concurrent
+    append cannot make a sound chain look broken.
     """
     chain = chain_of(tenant)
     walk = _Walk()
-    async with database.read() as connection:
-        if connection.dialect.name == "postgresql":
-            await connection.execution_options(isolation_level="REPEATABLE READ")
+    async with database.snapshot() as connection:
         while walk.broken is None:
             batch = await events(connection, tenant, after_seq=walk.checked, limit=BATCH)
             walk.feed(batch)

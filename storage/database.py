@@ -1,4 +1,8 @@
-"""Async engines: deferred transactions for reads, immediate ones for writes on SQLite."""
+"""Async engines: autocommit reads, snapshot reads, and writes (BEGIN IMMEDIATE on SQLite).
+
+A single-statement read needs no transaction: skipping BEGIN and ROLLBACK saves two round trips
+(PostgreSQL) or two thread hops (aiosqlite, ~0.2 ms each here) on every request.
+"""
 
 from __future__ import annotations
 
@@ -17,8 +21,17 @@ from storage.errors import InvalidText
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
-def _sqlite_engine(url: str, *, immediate: bool) -> AsyncEngine:
-    engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+def _no_rollback(_dbapi_connection: Any) -> None:
+    return None
+
+
+def _sqlite_engine(url: str, *, begin: str | None) -> AsyncEngine:
+    """`begin` is the statement that opens a transaction; None for an autocommit reader."""
+    engine = create_async_engine(
+        url,
+        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+        pool_reset_on_return="rollback" if begin else None,
+    )
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -31,11 +44,16 @@ def _sqlite_engine(url: str, *, immediate: bool) -> AsyncEngine:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 
+    if begin is None:
+        # Autocommit: each statement is its own snapshot and there is nothing to roll back.
+        engine.sync_engine.dialect.do_rollback = _no_rollback  # type: ignore[method-assign,assignment]
+        return engine
+
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
         # A writer that starts deferred and upgrades later can fail with "database is locked"
         # regardless of busy_timeout; BEGIN IMMEDIATE queues writers on the lock instead.
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        connection.exec_driver_sql(begin)
 
     return engine
 
@@ -60,7 +78,7 @@ def _has_nul(value: Any) -> bool:
 
 
 class Database:
-    """One engine for reads and one for writes (the same engine outside SQLite)."""
+    """Reads without a transaction, snapshot reads, and write transactions."""
 
     def __init__(self, settings: Settings) -> None:
         url = make_url(settings.database_url)
@@ -68,22 +86,37 @@ class Database:
         if self.is_sqlite:
             if url.database and url.database != ":memory:":
                 Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-            self.reader = _sqlite_engine(settings.database_url, immediate=False)
-            self.writer = _sqlite_engine(settings.database_url, immediate=True)
+            self.reader = _sqlite_engine(settings.database_url, begin=None)
+            self.snapshots = _sqlite_engine(settings.database_url, begin="BEGIN")
+            self.writer = _sqlite_engine(settings.database_url, begin="BEGIN IMMEDIATE")
         else:
-            self.reader = create_async_engine(
+            # No pool_pre_ping: it costs a round trip per checkout; a connection broken by a
+            # server restart is invalidated (with its pool) on first use instead.
+            self.writer = create_async_engine(
                 settings.database_url,
                 pool_size=settings.database_pool_size,
                 max_overflow=settings.database_pool_size,
-                pool_pre_ping=True,
+                pool_recycle=1800,
             )
-            self.writer = self.reader
-        for engine in {self.reader, self.writer}:
-            event.listen(engine.sync_engine, "before_cursor_execute", _refuse_nul)
+            self.snapshots = self.writer.execution_options(isolation_level="REPEATABLE READ")
+            self.reader = self.writer.execution_options(isolation_level="AUTOCOMMIT")
+        for engine in {
+            self.reader.sync_engine,
+            self.snapshots.sync_engine,
+            self.writer.sync_engine,
+        }:
+            event.listen(engine, "before_cursor_execute", _refuse_nul)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
+        """A connection in autocommit: each statement sees the latest committed data."""
         async with self.reader.connect() as connection:
+            yield connection
+
+    @asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[AsyncConnection]:
+        """A read transaction: every statement sees the same committed state."""
+        async with self.snapshots.begin() as connection:
             yield connection
 
     @asynccontextmanager
@@ -93,6 +126,5 @@ class Database:
             yield connection
 
     async def dispose(self) -> None:
-        await self.reader.dispose()
-        if self.writer is not self.reader:
-            await self.writer.dispose()
+        for engine in {self.reader, self.snapshots, self.writer}:
+            await engine.dispose()
