@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from config.settings import Settings
 from storage.errors import InvalidText
+from storage.sqlite_driver import one_hop_dbapi
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -29,6 +30,7 @@ def _sqlite_engine(url: str, *, begin: str | None) -> AsyncEngine:
     """`begin` is the statement that opens a transaction; None for an autocommit reader."""
     engine = create_async_engine(
         url,
+        module=one_hop_dbapi(),
         connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
         pool_reset_on_return="rollback" if begin else None,
     )
