@@ -13,12 +13,13 @@ from typing import Annotated, cast
 
 from fastapi import APIRouter, Form, Request, Response
 from fastapi.responses import JSONResponse
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from api.deps import DatabaseDep, GuardDep, SettingsDep
 from api.errors import NO_STORE
 from api.schemas.oauth import IntrospectionOut, ServerMetadata
 from api.schemas.token import OAuthErrorOut
-from auth.clients import authenticate, parse_credentials
+from auth.clients import AuthenticatedClient, authenticate, parse_credentials
 from auth.errors import OAuthError
 from auth.grants import revoke_family
 from auth.revocation import access_claims, access_token_revoked, live_refresh_token
@@ -42,6 +43,23 @@ def _verifier(request: Request) -> TokenVerifier:
     return cast(TokenVerifier, request.app.state.verifier)
 
 
+async def _caller_and_token(
+    request: Request,
+    connection: AsyncConnection,
+    token: str | None,
+    client_id: str | None,
+    client_secret: str | None,
+    *,
+    allow_public: bool,
+) -> tuple[AuthenticatedClient, str, AccessClaims | None]:
+    """Authenticate the caller, require `token`, and read it if it is a valid access token."""
+    credentials = parse_credentials(request.headers.get("authorization"), client_id, client_secret)
+    caller = await authenticate(connection, credentials, allow_public=allow_public)
+    if not token:
+        raise OAuthError("invalid_request", "the `token` parameter is required")
+    return caller, token, await access_claims(_verifier(request), token)
+
+
 def _not_yours() -> OAuthError:
     return OAuthError("invalid_grant", "the token was not issued to this client")
 
@@ -62,12 +80,10 @@ async def revoke(
 ) -> Response:
     # token_type_hint is only a hint (RFC 7009 2.1): the token's shape says what it is.
     del token_type_hint
-    credentials = parse_credentials(request.headers.get("authorization"), client_id, client_secret)
     async with database.read() as connection:
-        caller = await authenticate(connection, credentials, allow_public=True)
-        if not token:
-            raise OAuthError("invalid_request", "the `token` parameter is required")
-        claims = await access_claims(_verifier(request), token)
+        caller, token, claims = await _caller_and_token(
+            request, connection, token, client_id, client_secret, allow_public=True
+        )
         refresh = None if claims else await live_refresh_token(connection, token)
     if claims is not None:
         if claims.client_id != caller.client_id:
@@ -104,12 +120,10 @@ async def introspect(
     client_secret: OptionalField = None,
 ) -> JSONResponse:
     del token_type_hint
-    credentials = parse_credentials(request.headers.get("authorization"), client_id, client_secret)
     async with database.read() as connection:
-        caller = await authenticate(connection, credentials, allow_public=False)
-        if not token:
-            raise OAuthError("invalid_request", "the `token` parameter is required")
-        claims = await access_claims(_verifier(request), token)
+        caller, token, claims = await _caller_and_token(
+            request, connection, token, client_id, client_secret, allow_public=False
+        )
         # Refresh tokens are first-party credentials: to a client they are never "active".
         active = (
             claims is not None
