@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import secrets
 import sys
-from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 
+from api.cli_database import run_with_database
 from api.serving import ServeOptions, refusals
 from api.serving import serve as run_server
 from auth.keys import has_active_key, rotate
@@ -22,10 +21,8 @@ from policies.roles import ROLES
 from policies.tenancy import SLUG_PATTERN
 from storage import accounts
 from storage.database import Database
-from storage.errors import Conflict, NotFound
+from storage.errors import NotFound
 from storage.migrate import upgrade
-
-T = TypeVar("T")
 
 app = typer.Typer(help="tenantgate: authenticated multi-tenant API platform", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema", no_args_is_help=True)
@@ -58,21 +55,6 @@ def _output(result: dict[str, Any], as_json: bool, text: str) -> None:
     typer.echo(json.dumps(result) if as_json else text)
 
 
-def _with_database(work: Callable[[Database], Awaitable[T]]) -> T:
-    async def run() -> T:
-        database = Database(_settings())
-        try:
-            return await work(database)
-        finally:
-            await database.dispose()
-
-    try:
-        return asyncio.run(run())
-    except (Conflict, NotFound) as error:
-        _fail(str(error))
-        raise  # unreachable: _fail exits
-
-
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Apply every pending migration."""
@@ -102,7 +84,7 @@ def _has_signing_key() -> bool:
         async with database.read() as connection:
             return await has_active_key(connection)
 
-    return _with_database(work)
+    return run_with_database(work)
 
 
 @app.command()
@@ -130,7 +112,7 @@ def bootstrap(as_json: JsonFlag = False) -> None:
         finally:
             passwords.close()
 
-    if _with_database(work):
+    if run_with_database(work):
         _output(
             {"email": email, "password": password},
             as_json,
@@ -158,7 +140,7 @@ def tenants_create(
             await accounts.create_tenant(connection, slug, name or slug, plan)
             await record_cli(connection, "tenant.created", slug, f"tenant:{slug}", plan=plan)
 
-    _with_database(work)
+    run_with_database(work)
     _output({"slug": slug, "name": name or slug, "plan": plan}, as_json, f"tenant {slug} created")
 
 
@@ -195,7 +177,7 @@ def users_create(
                 must_change_password=generated,
             )
 
-    user_id = _with_database(work)
+    user_id = run_with_database(work)
     result: dict[str, Any] = {"id": user_id, "email": accounts.normalise_email(email)}
     text = f"user {result['email']} created ({user_id})"
     if generated:
@@ -224,7 +206,7 @@ def members_add(
             await record_cli(connection, "member.added", tenant, f"user:{user_id}", role=role)
             return user_id
 
-    user_id = _with_database(work)
+    user_id = run_with_database(work)
     _output(
         {"tenant": tenant, "user_id": user_id, "role": role},
         as_json,
@@ -248,7 +230,7 @@ def keys_rotate(
                 return None
             return await rotate(connection, settings.signing_algorithm)
 
-    kid = _with_database(work)
+    kid = run_with_database(work)
     if kid is None:
         _output({"kid": None}, as_json, "a signing key is active; nothing to do")
         return
@@ -288,7 +270,7 @@ def clients_create(
             await record_cli(connection, "client.created", tenant, target, name=name)
             return record.client_id, secret
 
-    client_id, secret = _with_database(work)
+    client_id, secret = run_with_database(work)
     result = {
         "tenant": tenant,
         "name": name,

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import json
 import sys
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 import typer
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from api.cli_database import run_with_database
 from api.schemas.audit import AccessMatrixOut, RouteOut, csv_lines, ndjson_line
 from config.settings import Settings, get_settings
 from policies.access_matrix import (
@@ -28,8 +26,6 @@ from policies.roles import role_scopes
 from storage.audit import PLATFORM_CHAIN, Action, Actor, NewEvent, append
 from storage.audit_queries import EventFilter, all_events, verify
 from storage.database import Database
-
-T = TypeVar("T")
 
 scopes_app = typer.Typer(help="Who can do what: routes, scopes, roles", no_args_is_help=True)
 audit_app = typer.Typer(help="The tamper-evident audit trail", no_args_is_help=True)
@@ -48,26 +44,6 @@ class MatrixFormat(StrEnum):
 class ExportFormat(StrEnum):
     JSONL = "jsonl"
     CSV = "csv"
-
-
-def _run(work: Callable[[Database], Awaitable[T]]) -> T:
-    async def run() -> T:
-        database = Database(get_settings())
-        try:
-            return await work(database)
-        finally:
-            await database.dispose()
-
-    try:
-        return asyncio.run(run())
-    except SQLAlchemyError as error:
-        # The type only: the message may carry the database URL, password included.
-        typer.echo(
-            f"error: the database cannot be read ({type(error).__name__}); is it reachable, "
-            "and migrated (`tenantgate db upgrade`)?",
-            err=True,
-        )
-        raise typer.Exit(2) from None
 
 
 def _routes() -> list[RouteOut]:
@@ -122,7 +98,7 @@ def scopes_matrix(
             async with database.read() as connection:
                 return await tenant_access(connection, slug)
 
-        holders = _run(work)
+        holders = run_with_database(work)
         matrix = AccessMatrixOut.of(slug, [], role_matrix(), holders)
         matrix.routes = routes
     if output is MatrixFormat.JSON:
@@ -181,7 +157,7 @@ def audit_export(
         if header and output is ExportFormat.CSV:
             sys.stdout.writelines(csv_lines([]))
 
-    _run(work)
+    run_with_database(work)
     sys.stdout.flush()
 
 
@@ -192,7 +168,7 @@ def _utc(value: datetime) -> datetime:
 @audit_app.command("verify")
 def audit_verify(tenant: TenantArgument) -> None:
     """Check the tenant's hash chain; exit 1 naming the first broken link."""
-    result = _run(lambda database: verify(database, _tenant_of(tenant)))
+    result = run_with_database(lambda database: verify(database, _tenant_of(tenant)))
     if result.broken is None:
         typer.echo(f"audit chain {result.chain}: ok, {result.checked} events verified")
         return
