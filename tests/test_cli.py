@@ -106,3 +106,10 @@ def test_users_create_without_stdin_prints_a_one_time_password(env: dict[str, st
     run(env, "db", "upgrade")
     result = run(env, "users", "create", "eve@x.test", "--json")
     assert len(json.loads(result.stdout)["password"]) >= 20
+
+
+def test_an_unmigrated_database_is_a_clean_exit_2(env: dict[str, str]) -> None:
+    result = run(env, "tenants", "create", "acme")
+    assert result.returncode == 2
+    assert "tenantgate db upgrade" in result.stderr
+    assert "Traceback" not in result.stderr
