@@ -116,13 +116,14 @@ async def change_role(
     role: str,
     *,
     token_ttl: int,
-) -> Member:
+) -> tuple[Member, Member]:
+    """(before, after) of the membership, read under the tenant's lock."""
     await members.lock_tenant(connection, tenant)
     member = await members.get_member(connection, tenant, user_id)
     require_holds(actor_scopes, member.role)
     require_holds(actor_scopes, role)
     if role == member.role:
-        return member
+        return member, member
     require_an_owner_remains(member.role, role, await members.count_role(connection, tenant, OWNER))
     revision = next_revision(member.revision)
     await members.set_role(connection, tenant, user_id, role, revision)
@@ -130,7 +131,7 @@ async def change_role(
         # Gaining scopes needs no cut-off: old tokens keep their old, smaller scope set.
         ttl = token_ttl + CUTOFF_MARGIN_SECONDS
         await cut_off_subject(connection, store, tenant, user_id, revision, ttl)
-    return replace(member, role=role, revision=revision)
+    return member, replace(member, role=role, revision=revision)
 
 
 async def remove_member(
@@ -141,7 +142,8 @@ async def remove_member(
     user_id: str,
     *,
     token_ttl: int,
-) -> None:
+) -> Member:
+    """Remove the membership (read under the tenant's lock) and return it as it was."""
     await members.lock_tenant(connection, tenant)
     member = await members.get_member(connection, tenant, user_id)
     require_holds(actor_scopes, member.role)
@@ -151,3 +153,4 @@ async def remove_member(
     revision = next_revision(member.revision)
     ttl = token_ttl + CUTOFF_MARGIN_SECONDS
     await cut_off_subject(connection, store, tenant, user_id, revision, ttl)
+    return member

@@ -120,10 +120,7 @@ async def change_role(
     settings: SettingsDep,
 ) -> MemberOut:
     async with database.write() as connection:
-        # The role before the change, for the audit trail (under the lock the change takes).
-        await members.lock_tenant(connection, tenant.slug)
-        before = await members.get_member(connection, tenant.slug, user_id)
-        member = await membership.change_role(
+        before, member = await membership.change_role(
             connection,
             store,
             tenant.slug,
@@ -166,9 +163,7 @@ async def remove_member(
     settings: SettingsDep,
 ) -> Response:
     async with database.write() as connection:
-        await members.lock_tenant(connection, tenant.slug)
-        before = await members.get_member(connection, tenant.slug, user_id)
-        await membership.remove_member(
+        before = await membership.remove_member(
             connection,
             store,
             tenant.slug,
