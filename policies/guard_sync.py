@@ -19,6 +19,7 @@ from storage.guard_failover import StateStoreUnavailable
 from storage.guard_state import PLATFORM_TAG, GuardStore, TenantState, Window
 from storage.tables import clients, revocations, tenants, utcnow
 
+CUTOFF_MARGIN_SECONDS = 60
 # The platform tag has no limits of its own; its state only marks the store as seeded.
 PLATFORM_STATE = TenantState(True, Window(1, 1), Window(1, 1))
 
@@ -76,9 +77,19 @@ async def revoke_token(
 
 
 async def cut_off_subject(
-    connection: AsyncConnection, store: GuardStore, tag: str, subject: str, revision: int, ttl: int
+    connection: AsyncConnection,
+    store: GuardStore,
+    tag: str,
+    subject: str,
+    revision: int,
+    token_ttl: int,
 ) -> None:
-    """Tokens of `subject` in `tag` issued with an older revision stop working."""
+    """Tokens of `subject` in `tag` issued with an older revision stop working.
+
+    The cut-off outlives the longest token it can stop (`token_ttl`) by a margin, so one issued
+    from a read taken just before the change committed still expires before the cut-off does.
+    """
+    ttl = token_ttl + CUTOFF_MARGIN_SECONDS
     await _record(connection, tag, "subject", subject, revision, ttl)
     await _shared(store.set_subject_revision(tag, subject, revision, ttl))
 

@@ -23,9 +23,6 @@ from storage.guard_state import GuardStore
 from storage.members import Member
 
 OWNER = "owner"
-# Kept a little longer than the tokens it stops: one issued from a stale read while the change
-# was committing still expires before its cut-off does.
-CUTOFF_MARGIN_SECONDS = 60
 
 
 def require_holds(actor_scopes: frozenset[str], role: str) -> None:
@@ -129,8 +126,7 @@ async def change_role(
     await members.set_role(connection, tenant, user_id, role, revision)
     if loses_scopes(member.role, role):
         # Gaining scopes needs no cut-off: old tokens keep their old, smaller scope set.
-        ttl = token_ttl + CUTOFF_MARGIN_SECONDS
-        await cut_off_subject(connection, store, tenant, user_id, revision, ttl)
+        await cut_off_subject(connection, store, tenant, user_id, revision, token_ttl)
     return member, replace(member, role=role, revision=revision)
 
 
@@ -151,6 +147,5 @@ async def remove_member(
     await members.delete_member(connection, tenant, user_id)
     await members.revoke_member_sessions(connection, tenant, user_id)
     revision = next_revision(member.revision)
-    ttl = token_ttl + CUTOFF_MARGIN_SECONDS
-    await cut_off_subject(connection, store, tenant, user_id, revision, ttl)
+    await cut_off_subject(connection, store, tenant, user_id, revision, token_ttl)
     return member

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request, Response, Security
 
 from api.deps import DatabaseDep, GuardDep, SettingsDep
+from api.errors import NO_STORE
 from api.schemas.clients import ClientCreate, ClientCreated, ClientList, ClientOut, ClientSecretOut
 from api.schemas.pages import DEFAULT_LIMIT, CursorQuery, LimitQuery, next_cursor
 from auth import clients as client_auth
@@ -25,12 +26,9 @@ router = APIRouter(
     dependencies=[Security(require_scopes, scopes=["clients:read"])],
 )
 WRITE = [Security(require_scopes, scopes=["clients:write"])]
-NO_STORE = {"Cache-Control": "no-store"}
 # Above every real revision (milliseconds): all tokens of a deleted client fall below it.
 # 2**53 - 1 stays exact as a Lua number in the Redis guard script.
 DELETED_REVISION = 2**53 - 1
-# Cut-offs outlive the last token they stop: one may be signed just after the change commits.
-CUTOFF_MARGIN = 60
 
 ClientId = Annotated[str, Path(max_length=60, description="The client_id")]
 
@@ -139,7 +137,7 @@ async def delete_client(
             tenant.slug,
             CLIENT_SUBJECT_PREFIX + client_id,
             DELETED_REVISION,
-            settings.access_token_ttl + CUTOFF_MARGIN,
+            settings.access_token_ttl,
         )
     return Response(status_code=204)
 
@@ -174,7 +172,7 @@ async def rotate_secret(
             tenant.slug,
             CLIENT_SUBJECT_PREFIX + client_id,
             revision,
-            settings.access_token_ttl + CUTOFF_MARGIN,
+            settings.access_token_ttl,
         )
     response.headers.update(NO_STORE)
     return ClientSecretOut(client_id=client_id, client_secret=secret)
