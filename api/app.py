@@ -15,6 +15,7 @@ from api.routers import account, health, me, oauth, platform, token
 from api.routers import metrics as metrics_router
 from api.routers.tenants import tenant_router
 from api.runtime import lifespan
+from api.web import install_web
 from config.settings import Settings, get_settings
 from policies.scopes import SCOPES
 
@@ -28,8 +29,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Authenticated multi-tenant API platform",
         lifespan=metrics.lifespan(lifespan(settings)),
         debug=False,
+        # /docs is served from api/web (Swagger UI from a package, no CDN); no ReDoc.
+        docs_url=None,
         redoc_url=None,
-        swagger_ui_init_oauth={"usePkceWithAuthorizationCodeGrant": False},
+        swagger_ui_oauth2_redirect_url=None,
     )
     install_error_handlers(app)
     app.state.metrics = metrics
@@ -47,6 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         tenant_router,
     ):
         app.include_router(router)
+    install_web(app)
     _document_scopes(app)
     return app
 
