@@ -1,7 +1,7 @@
 """Fixtures of the browser tests: one server per session, one Chromium per module, a fresh
-browser context per test. Debian's chromium is driven through Playwright (`executable_path`: nothing is
-downloaded); every request a page makes must stay on the server, and any CSP violation or
-uncaught script error fails the test."""
+browser context per test. Debian's chromium is driven through Playwright (`executable_path`:
+nothing is downloaded); every request a page makes must stay on the server, and any CSP
+violation or uncaught script error fails the test."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from playwright.sync_api import (
     Locator,
     Page,
     Request,
+    expect,
     sync_playwright,
 )
 
@@ -39,6 +40,9 @@ SCREENSHOTS = ROOT / "var" / "screenshots"
 DOCS_SCREENSHOT = ROOT / "docs" / "console.png"
 # Generous for a 2-core machine running the rest of the suite beside; a failure waits this long.
 TIMEOUT_MS = 10_000
+
+
+expect.set_options(timeout=TIMEOUT_MS)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -109,6 +113,11 @@ class Visit:
         else:
             self.page.screenshot(path=path, full_page=full_page)
         return path
+
+    def shot_for_docs(self) -> None:
+        """docs/console.png (the README shows it), when asked: the picture changes every run."""
+        if os.environ.get("TENANTGATE_TEST_DOCS_SCREENSHOT") == "1":
+            self.page.screenshot(path=DOCS_SCREENSHOT)
 
     def foreign_requests(self) -> list[str]:
         return [

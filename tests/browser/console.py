@@ -23,8 +23,8 @@ def sign_in_as(page: Page, tenant: Tenant, role: str) -> None:
 
 
 def rows(page: Page, table: str) -> list[list[str]]:
-    """The text of each cell of each row of a table's body."""
+    """The text of each cell of each row of a table's body, white space collapsed."""
     found: list[list[str]] = []
     for row in page.locator(f"#{table} tbody tr").all():
-        found.append([cell.strip() for cell in row.locator("th, td").all_inner_texts()])
+        found.append([" ".join(cell.split()) for cell in row.locator("th, td").all_inner_texts()])
     return found

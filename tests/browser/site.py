@@ -4,24 +4,28 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import subprocess
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
+from unittest import mock
 
 import httpx
 from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+import storage.audit
+from auth.clients import create_client
 from storage import accounts
 from storage.audit import Action, Actor, Context, EventOutcome, NewEvent, append
 from storage.database import Database
+from storage.migrate import upgrade
 from tests.support import make_settings
-from tests.support_ops import TENANTGATE, ServerProcess, server_env
+from tests.support_ops import ServerProcess, server_env
 
 T = TypeVar("T")
 # Cheap hashes: the server verifies whatever parameters a hash carries.
@@ -84,8 +88,26 @@ class Site:
         self.write(seed)
         return tenant
 
-    def events(self, tenant: Tenant, count: int) -> None:
-        """`count` more events in the tenant's chain: actions, outcomes and actors in turn."""
+    def client(self, tenant: Tenant, name: str, scopes: frozenset[str]) -> None:
+        """An OAuth client of the tenant, created by its owner."""
+        owner = tenant.user_ids[tenant.email("owner")]
+
+        async def create(connection: AsyncConnection) -> None:
+            await create_client(
+                connection,
+                tenant=tenant.slug,
+                name=name,
+                description=None,
+                scopes=scopes,
+                created_by=owner,
+            )
+
+        self.write(create)
+
+    def events(self, tenant: Tenant, count: int, *, minutes_from: datetime | None = None) -> None:
+        """`count` more events in the tenant's chain: actions, outcomes and actors in turn;
+        with `minutes_from`, stamped one minute apart from then on (a chain's times only go
+        forward, so before any other event of the tenant)."""
         kinds = [
             (Action.MEMBER_ADDED, EventOutcome.SUCCESS),
             (Action.ACCESS_DENIED, EventOutcome.DENIED),
@@ -108,12 +130,22 @@ class Site:
                     ),
                 )
 
-        self.write(seed)
+        if minutes_from is None:
+            self.write(seed)
+            return
+        times = [minutes_from + timedelta(minutes=n) for n in range(count)]
+        # The clock of this test process only; the server keeps its own.
+        with mock.patch.object(storage.audit, "utcnow", side_effect=times):
+            self.write(seed)
 
     def password_grant(self, email: str, password: str, scope: str | None = None) -> httpx.Response:
         form = {"grant_type": "password", "username": email, "password": password}
         if scope:
             form["scope"] = scope
+        return httpx.post(f"{self.url}/token", data=form, timeout=10)
+
+    def refresh_grant(self, refresh_token: str) -> httpx.Response:
+        form = {"grant_type": "refresh_token", "refresh_token": refresh_token}
         return httpx.post(f"{self.url}/token", data=form, timeout=10)
 
     def token(self, tenant: Tenant, role: str, scope: str | None = None) -> str:
@@ -145,7 +177,8 @@ def serve(directory: Path) -> Iterator[Site]:
         TENANTGATE_LOGIN_RATE_LIMIT_IP="1000/minute",
         TENANTGATE_LOGIN_RATE_LIMIT_USERNAME="1000/minute",
     )
-    subprocess.run([TENANTGATE, "db", "upgrade"], env=env, check=True, capture_output=True)
+    with ThreadPoolExecutor(1) as pool:  # its own thread: Alembic runs an event loop
+        pool.submit(upgrade, make_settings(database_url)).result(timeout=60)
     server = ServerProcess(env, cwd=directory)
     try:
         server.wait_ready()

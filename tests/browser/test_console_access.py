@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from typing import Any
 
 from playwright.sync_api import expect
 
@@ -15,7 +17,8 @@ VERIFY = "/v1/tenants/{tenant}/audit/verify"
 
 
 def test_an_owner_signs_in_and_sees_the_live_matrix(visit: Visit, site: Site) -> None:
-    tenant = site.tenant("con-owner", "owner", "auditor", "viewer")
+    tenant = site.tenant("con-owner", "owner", "auditor", "admin", "member", "viewer")
+    site.client(tenant, "Warehouse sync", frozenset({"items:read", "items:write"}))
     matrix = site.get(f"/v1/tenants/{tenant.slug}/audit/access", site.token(tenant, "owner")).json()
     page = visit.page
     sign_in_as(page, tenant, "owner")
@@ -35,7 +38,12 @@ def test_an_owner_signs_in_and_sees_the_live_matrix(visit: Visit, site: Site) ->
     assert reached == ["owner", "auditor"]
     members = rows(page, "members-table")
     assert [row[0] for row in members] == sorted(m["email"] for m in matrix["members"])
+    clients = rows(page, "clients-table")
+    assert [(row[1], row[2]) for row in clients] == [("Warehouse sync", "items:read items:write")]
+    assert clients[0][3] == "owner@con-owner.test"  # created by, shown by email
     visit.shot("console-access")
+    page.get_by_label("Role", exact=True).select_option("auditor")
+    visit.shot_for_docs()
 
 
 def test_the_matrix_filters_by_role_scope_and_path(visit: Visit, site: Site) -> None:
@@ -49,8 +57,8 @@ def test_the_matrix_filters_by_role_scope_and_path(visit: Visit, site: Site) -> 
         methods = page.locator("#routes-table tbody .method").all_inner_texts()
         return list(zip(methods, paths.all_inner_texts(), strict=True))
 
-    def expected(keep: object) -> list[tuple[str, str]]:
-        return [(r["method"], r["path"]) for r in matrix["routes"] if keep(r)]  # type: ignore[operator]
+    def expected(keep: Callable[[dict[str, Any]], bool]) -> list[tuple[str, str]]:
+        return [(r["method"], r["path"]) for r in matrix["routes"] if keep(r)]
 
     page.get_by_label("Role", exact=True).select_option("viewer")
     expect(paths).to_have_count(len(expected(lambda r: "viewer" in r["roles"])))
