@@ -10,9 +10,11 @@ from playwright.sync_api import Page, expect
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from storage.tables import audit_events
-from tests.browser.conftest import Visit
+from tests.browser.conftest import BROWSER_GROUP, Visit
 from tests.browser.console import rows, sign_in_as
 from tests.browser.site import Site, Tenant
+
+pytestmark = BROWSER_GROUP
 
 
 def events_url(tenant: Tenant) -> str:
@@ -84,6 +86,9 @@ def test_filters_and_cursor_pages_show_what_the_api_answers(visit: Visit, site: 
     assert shown_seqs(page) == [5, 6, 7]
     times = [row[1] for row in rows(page, "events-table")]
     assert times == ["2024-03-01 10:04:00", "2024-03-01 10:05:00", "2024-03-01 10:06:00"]
+    page.get_by_role("button", name="Clear").click()
+    expect(page.locator("#events-table tbody tr")).to_have_count(29)
+    expect(page.get_by_label("From (UTC)")).to_have_value("")
 
 
 def test_one_event_opens_in_full(visit: Visit, site: Site) -> None:
@@ -259,3 +264,42 @@ def test_the_console_works_from_the_keyboard_alone(visit: Visit, site: Site) -> 
     tab_to("Sign out", "Shift+Tab")
     page.keyboard.press("Enter")
     expect(page.get_by_label("Email", exact=True)).to_be_focused()
+
+
+def test_an_api_refusal_is_shown_in_words_with_its_request_id(visit: Visit, site: Site) -> None:
+    tenant = site.tenant("aud-suspended", "auditor")
+    page = visit.page
+    sign_in_as(page, tenant, "auditor")
+    page.get_by_role("link", name="Integrity").click()
+    suspended = site.send(
+        "PATCH", f"/v1/tenants/{tenant.slug}", site.platform_token(), {"status": "suspended"}
+    )
+    assert suspended.status_code == 200, suspended.text
+    with page.expect_response("**/audit/verify") as answer:
+        page.get_by_role("button", name="Check the chain now").click()
+    problem = answer.value.json()
+    assert answer.value.status == 403
+    expect(page.locator("#error")).to_have_text(
+        f"{problem['title']}: {problem['detail']} (HTTP 403, request id {problem['request_id']})"
+    )
+    expect(page.locator("#verify-result")).to_be_hidden()
+    expect(page.get_by_role("heading", name="Integrity of the audit trail")).to_be_visible()
+    visit.shot("console-api-error", full_page=False)
+
+
+def test_a_removed_member_is_sent_back_to_sign_in_with_the_reason(visit: Visit, site: Site) -> None:
+    tenant = site.tenant("aud-removed", "owner", "auditor")
+    page = visit.page
+    sign_in_as(page, tenant, "auditor")
+    auditor = tenant.user_ids[tenant.email("auditor")]
+    removed = site.send(
+        "DELETE", f"/v1/tenants/{tenant.slug}/members/{auditor}", site.token(tenant, "owner"), {}
+    )
+    assert removed.status_code == 204, removed.text
+    page.get_by_role("link", name="Audit trail").click()
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    expect(page.locator("#error")).to_contain_text("Your session ended; sign in again.")
+    expect(page.locator("#error")).to_contain_text("request id req_")
+    expect(page.locator("#nav")).to_be_hidden()
+    refreshes = [r for r in visit.requests if "grant_type=refresh_token" in (r.post_data or "")]
+    assert len(refreshes) == 1  # one try to renew, then the session is over
