@@ -15,7 +15,9 @@ from api.routers import account, health, me, oauth, platform, token
 from api.routers import metrics as metrics_router
 from api.routers.tenants import include_tenant_routers
 from api.runtime import lifespan
+from auth.principal import get_principal
 from config.settings import Settings, get_settings
+from policies.access_matrix import route_matrix
 from policies.scopes import SCOPES
 
 
@@ -47,7 +49,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def _document_scopes(app: FastAPI) -> None:
-    """Publish the scope catalogue in the OAuth2 password flow, so /docs can ask for scopes."""
+    """Publish the scope catalogue in the OAuth2 password flow, so /docs can ask for scopes,
+    and each route's required scopes in its security requirement (the scope checks read the
+    verified principal rather than depending on the scheme, so FastAPI cannot see them)."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -58,6 +62,10 @@ def _document_scopes(app: FastAPI) -> None:
             for scheme in schemes.values():
                 if scheme.get("type") == "oauth2":
                     scheme["flows"]["password"]["scopes"] = dict(SCOPES)
+            for route in route_matrix(app.routes):
+                operation = schema["paths"].get(route.path, {}).get(route.method.lower())
+                if operation is not None and route.authenticated:
+                    operation["security"] = [{get_principal.scheme_name: sorted(route.scopes)}]
             app.openapi_schema = schema
         return app.openapi_schema
 
