@@ -78,6 +78,7 @@ def lifespan(settings: Settings):  # type: ignore[no-untyped-def]
         passwords = Passwords(settings)
         guard = _guard_store(settings)
         try:
+            await database.driver.start()
             await _ensure_signing_key(settings, database)
             keyring = KeyRing(database, refresh_interval=settings.key_refresh_interval)
             await keyring.load()
