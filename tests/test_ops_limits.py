@@ -142,8 +142,10 @@ async def test_over_a_real_socket_limits_are_never_a_500(settings: Settings, htt
             + b"0\r\n\r\n"
         )
         chunked_response = await asyncio.to_thread(raw_request, port, chunked)
-    assert all(status in (400, 431) for status in statuses.values()), statuses
-    assert statuses[20_000] == 431  # the app's own limit, whatever the HTTP parser
+    # 20 kB is the app's own limit whatever the parser; beyond h11's buffer for an incomplete
+    # head, h11 answers 400 itself, while httptools reads any head and leaves it to the app.
+    bounded = 400 if http == "h11" else 431
+    assert statuses == {20_000: 431, 200_000: bounded, 2_000_000: bounded}
     assert status_of(chunked_response) == 413
     assert b"application/problem+json" in chunked_response
 

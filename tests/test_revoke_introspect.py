@@ -314,10 +314,14 @@ async def test_authorization_server_metadata(world: World) -> None:
     # No authorization endpoint: no response types (RFC 8414 section 3.2 omits empty claims).
     assert "authorization_endpoint" not in metadata
     assert "response_types_supported" not in metadata
-    # Every advertised endpoint is served.
-    for endpoint in ("token_endpoint", "revocation_endpoint", "introspection_endpoint"):
-        path = metadata[endpoint].removeprefix(issuer)
-        assert (await world.client.post(path, data={})).status_code in (400, 401)
+    # Every advertised endpoint is served: an empty form lacks what each needs first.
+    for endpoint, status, error in (
+        ("token_endpoint", 400, "invalid_request"),  # no grant_type
+        ("revocation_endpoint", 400, "invalid_request"),  # no token (public clients may revoke)
+        ("introspection_endpoint", 401, "invalid_client"),  # callers must authenticate
+    ):
+        response = await world.client.post(metadata[endpoint].removeprefix(issuer), data={})
+        assert (response.status_code, response.json()["error"]) == (status, error), endpoint
     jwks = await world.client.get(metadata["jwks_uri"].removeprefix(issuer))
     assert jwks.json()["keys"]
 
