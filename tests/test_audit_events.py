@@ -214,8 +214,8 @@ async def test_rate_limit_exceeded_is_one_event_per_principal_and_window(
         assert limited[1].details["limit"] == 8
 
 
-async def test_rate_limit_window_is_shared_by_workers(database_url: str) -> None:
-    """Two app instances (two workers) over one database: still one event for the window."""
+async def test_rate_limit_window_is_shared_by_app_instances(database_url: str) -> None:
+    """Two app instances over one database, each counting for itself: one event for the window."""
     settings = make_settings(database_url, plan_limits=SMALL_PLANS)
     async with World.start(settings) as first, World.start(settings) as second:
         await first.tenant("acme")
@@ -295,7 +295,7 @@ async def test_no_secret_in_any_event_or_log_line(
         assert secret.split(".")[-1] not in everything
 
 
-async def test_concurrent_audited_changes_in_two_workers_keep_the_chain_valid(
+async def test_concurrent_audited_changes_in_two_app_instances_keep_the_chain_valid(
     settings: Settings,
 ) -> None:
     async with World.start(settings) as first, World.start(settings) as second:

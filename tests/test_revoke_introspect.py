@@ -54,7 +54,7 @@ async def _reads(world: World, token: str) -> int:
 # --- revocation ---------------------------------------------------------------------------
 
 
-async def test_revoked_access_token_is_refused_by_every_worker(
+async def test_revoked_access_token_is_refused_by_every_app_instance(
     database_url: str, redis_url: str, redis_prefix: str
 ) -> None:
     settings = make_settings(database_url, redis_url=redis_url, redis_prefix=redis_prefix)
