@@ -60,7 +60,7 @@ async def test_suspension_and_reactivation_reach_the_other_instance(workers: Wor
     assert (await b.client.get(MEMBERS, headers=token)).status_code == 200
 
 
-async def test_removal_reaches_the_other_worker(workers: Workers) -> None:
+async def test_removal_reaches_the_other_instance(workers: Workers) -> None:
     a, b = workers.a, workers.b
     user_id = await a.member("acme", "leaver@acme.test", "admin")
     access, refresh_token = await login_pair(b, "leaver@acme.test", "acme")
@@ -75,7 +75,7 @@ async def test_removal_reaches_the_other_worker(workers: Workers) -> None:
     assert refreshed.json()["error"] == "invalid_grant"
 
 
-async def test_downgrade_reaches_the_other_worker(workers: Workers) -> None:
+async def test_downgrade_reaches_the_other_instance(workers: Workers) -> None:
     a, b = workers.a, workers.b
     user_id = await a.member("acme", "admin@acme.test", "admin")
     access, refresh_token = await login_pair(b, "admin@acme.test", "acme")
