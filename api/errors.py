@@ -68,6 +68,7 @@ def oauth_error(error: OAuthError) -> JSONResponse:
     if error.retry_after is not None:
         status = 429
         headers["Retry-After"] = str(error.retry_after)
+    status = error.status or status
     body = {"error": error.error, "error_description": error.description}
     return JSONResponse(body, status_code=status, headers=headers)
 
@@ -184,7 +185,7 @@ async def _guard_state_unavailable(request: Request, _: Exception) -> JSONRespon
 
 async def _oauth(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, OAuthError)
-    if error.retry_after is not None:
+    if error.retry_after is not None and error.status is None:
         await record_login_throttled(request)
     record_auth_failure(request, "token", error.error)
     return oauth_error(error)
