@@ -34,6 +34,8 @@ log = logging.getLogger("tenantgate.errors")
 PROBLEM_TYPE_BASE = "urn:tenantgate:problem:"
 REALM = 'Bearer realm="tenantgate"'
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+# Every 503 says when to come back (docs/problems.md): a dependency or the service is busy.
+RETRY_LATER = {"Retry-After": "5"}
 
 
 def problem(
@@ -179,7 +181,7 @@ async def _guard_state_unavailable(request: Request, _: Exception) -> JSONRespon
         "state-store-unavailable",
         "Change not possible right now",
         "the shared state store is unreachable, nothing was changed; retry shortly",
-        headers={"Retry-After": "5"},
+        headers=RETRY_LATER,
     )
 
 

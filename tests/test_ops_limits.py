@@ -89,6 +89,7 @@ async def test_a_slow_handler_is_stopped_with_503(small: World) -> None:
     small.app.include_router(router)
     response = await small.client.get("/slow")
     assert_problem(response, 503, "timeout")
+    assert response.headers["retry-after"] == "5"
     assert not finished.is_set()  # cancelled at the deadline, not answered after its sleep
     assert (await small.client.get("/health")).status_code == 200
 
