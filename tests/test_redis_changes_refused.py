@@ -53,9 +53,7 @@ async def scene(database_url: str, tmp_path: Path) -> AsyncIterator[Scene]:
             await world.member("globex", "owner@globex.test", "owner")
             owner = await world.login("owner@acme.test")
             client = await create_client(world, owner, "acme", ["items:read"])
-            tokens = {
-                who: await world.login(f"{who}@acme.test") for who in ("leaver", "lowered")
-            }
+            tokens = {who: await world.login(f"{who}@acme.test") for who in ("leaver", "lowered")}
             tokens["revoked"] = await world.login("revoked@acme.test")
             tokens["globex"] = await world.login("owner@globex.test")
             tokens["client"] = await client_token(world.client, client)
