@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -83,7 +84,7 @@ async def database_state(world: World) -> dict[str, object]:
     """Everything the changes below would write (the audit trail included)."""
     async with world.database.read() as connection:
 
-        async def rows(query: sa.Select[tuple[object, ...]]) -> list[tuple[object, ...]]:
+        async def rows(query: sa.Select[Any]) -> list[tuple[object, ...]]:
             return [tuple(row) for row in await connection.execute(query)]
 
         return {
