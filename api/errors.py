@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.metrics import record_auth_failure
+from api.schemas.common import NUL_ERROR, NUL_MESSAGE
 from auth.errors import InvalidToken, MissingToken, OAuthError
 from policies.audit import record_access_denied, record_login_throttled, record_rate_limited
 from policies.errors import (
@@ -219,6 +220,8 @@ async def _invalid_text(request: Request, error: Exception) -> JSONResponse:
 
 async def _validation(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, RequestValidationError)
+    if any(e.get("type") == NUL_ERROR for e in error.errors()):
+        return problem(request, 400, "invalid-text", "Invalid text", NUL_MESSAGE)
     # Never echo the input back: it may hold a password or a token.
     errors = [
         {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
