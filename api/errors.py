@@ -248,7 +248,14 @@ async def _http(request: Request, error: Exception) -> JSONResponse:
 
 
 async def _unexpected(request: Request, error: Exception) -> JSONResponse:
-    log.error("unhandled %s on %s %s", type(error).__name__, request.method, request.url.path)
+    # exc_info: the JSON formatter logs the type and the frames, never the message.
+    log.error(
+        "unhandled %s on %s %s",
+        type(error).__name__,
+        request.method,
+        request.url.path,
+        exc_info=(type(error), error, error.__traceback__),
+    )
     return problem(request, 500, "internal-error", "Internal error")
 
 
