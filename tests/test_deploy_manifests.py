@@ -259,6 +259,25 @@ def test_compose_redis_persists_with_aof_and_never_evicts(compose: dict[str, Any
     assert any(volume.endswith(":/data") for volume in redis["volumes"])
 
 
+def test_the_env_recipe_of_the_operations_guide_writes_real_values(
+    compose: dict[str, Any], tmp_path: Path
+) -> None:
+    """Compose does not evaluate `$(...)` in .env: the recipe must leave values, not commands."""
+    guide = (ROOT / "docs" / "operations.md").read_text()
+    section = guide.split("## Deployment with Docker Compose", 1)[1]
+    recipe = section.split("```sh\n", 1)[1].split("```", 1)[0]
+    subprocess.run(["bash", "-euo", "pipefail", "-c", recipe], cwd=tmp_path, check=True)
+    written = env_file(tmp_path / ".env")
+    assert (tmp_path / ".env").stat().st_mode & 0o077 == 0
+    assert all("$" not in value for value in written.values()), written
+    for name in ("POSTGRES_PASSWORD", "TENANTGATE_METRICS_TOKEN"):
+        assert re.fullmatch(r"[0-9a-f]{48}", written[name]), name
+    env = compose["services"]["app"]["environment"]
+    resolved = {key: interpolate(str(value), written) for key, value in env.items()}
+    assert written["POSTGRES_PASSWORD"] in resolved["TENANTGATE_DATABASE_URL"]
+    assert settings_from_env(resolved).production_problems() == []
+
+
 def test_compose_settings_pass_production_mode_and_hold_no_secret(compose: dict[str, Any]) -> None:
     env = compose["services"]["app"]["environment"]
     assert set(env) <= SETTINGS_FIELDS | OTHER_ENV
