@@ -12,7 +12,9 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
 
 from api.metrics import record_auth_failure
 from api.schemas.common import NUL_ERROR, NUL_MESSAGE
@@ -242,9 +244,23 @@ async def _http(request: Request, error: Exception) -> JSONResponse:
     kind = {404: "not-found", 405: "method-not-allowed", 413: "payload-too-large"}.get(
         error.status_code, "http-error"
     )
-    return problem(
-        request, error.status_code, kind, str(error.detail), headers=dict(error.headers or {})
-    )
+    headers = dict(error.headers or {})
+    if error.status_code == 405:
+        # The router names the methods of the first route matching the path only; RFC 9110
+        # 15.5.6 wants all of the resource's.
+        headers["Allow"] = ", ".join(allowed_methods(request))
+    return problem(request, error.status_code, kind, str(error.detail), headers=headers)
+
+
+def allowed_methods(request: Request) -> list[str]:
+    path = request.scope.get("path", "")
+    methods = {
+        method
+        for route in iter_route_contexts(request.app.routes)
+        if compile_path(route.path)[0].match(path)
+        for method in route.methods or ()
+    }
+    return sorted(methods)
 
 
 async def _unexpected(request: Request, error: Exception) -> JSONResponse:

@@ -199,6 +199,28 @@ async def test_introspection_of_an_active_client_token(world: World) -> None:
     }
 
 
+async def test_introspection_with_client_secret_post_as_advertised(world: World) -> None:
+    """The metadata lists client_secret_post for introspection: credentials in the form."""
+    client = await _client(world)
+    token = await client_token(world.client, client, scope="items:read")
+    form = {"token": token, "client_id": client.client_id}
+    response = await world.client.post(
+        "/introspect", data={**form, "client_secret": client.client_secret}
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["active"] is True
+    assert response.json()["jti"] == jwt_part(token, 1)["jti"]
+    wrong = await world.client.post(
+        "/introspect", data={**form, "client_secret": client.client_secret + "x"}
+    )
+    assert wrong.status_code == 401
+    assert wrong.json()["error"] == "invalid_client"
+    # No secret at all is the public client, which may not introspect.
+    public = await world.client.post("/introspect", data=form)
+    assert public.status_code == 401
+    assert public.json()["error"] == "invalid_client"
+
+
 async def test_introspection_of_a_user_token_of_the_same_tenant(world: World) -> None:
     client = await _client(world)
     user_id = await world.member("acme", "bob@acme.test", "viewer")
