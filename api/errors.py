@@ -257,7 +257,7 @@ def allowed_methods(request: Request) -> list[str]:
     methods = {
         method
         for route in iter_route_contexts(request.app.routes)
-        if compile_path(route.path)[0].match(path)
+        if route.path and compile_path(route.path)[0].match(path)
         for method in route.methods or ()
     }
     return sorted(methods)

@@ -188,6 +188,7 @@ async def test_redis_windows_expire(redis_url: str, redis_prefix: str) -> None:
         assert await redis.exists(key) == 0
         verdict = await store.admit(admission())
         assert verdict.outcome is Outcome.OK
+        assert verdict.principal is not None
         assert verdict.principal == Counter(2, 1, verdict.principal.reset_ms, 1)
         assert (await store.hit("_login", [("ip:a", Window(1, 1))])).allowed
     finally:
