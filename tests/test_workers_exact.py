@@ -106,7 +106,7 @@ async def test_burst_across_two_workers_is_exact(
         "TENANTGATE_AUDIENCE": settings.audience,
         "TENANTGATE_PLAN_LIMITS": json.dumps(PLANS),
         "TENANTGATE_WORKERS": "2",
-        # A CPU-starved test machine must not trip the breaker (which would count per process).
+        # Exactness of Redis itself: no call may fall back to a worker's own share here.
         "TENANTGATE_REDIS_TIMEOUT": "5",
     }
     with uvicorn_workers(2, env) as urls:
