@@ -1,8 +1,9 @@
 """Redis first, the in-process store while Redis fails; a breaker stops paying the timeout.
 
 Closed: every call goes to Redis. A call that fails (refused, timed out, reset) is answered by
-this process's own store. A sustained failure (storage/breaker.py: at least `failures` failed
-calls, half of all calls or more, within `window` seconds) opens the breaker: admissions and
+this process's own store. A sustained failure (storage/breaker.py: at least `failures` distinct
+failures, the callers of one pipelined round trip counting once, and half of all calls or more,
+within `window` seconds) opens the breaker: admissions and
 counters are served by this process's store at once, without touching Redis, and a background
 probe pings Redis every `cooldown` seconds. When Redis answers, `on_recovery` re-seeds it from
 the database, then the breaker closes. One slow call under CPU load opens nothing.
@@ -72,6 +73,8 @@ class FailoverGuardStore:
         self._state = _Breaker.CLOSED
         # Whether the last Redis call failed: the fallback is serving although still closed.
         self._failing = False
+        # The last error seen: the callers of one failed pipelined round trip share it.
+        self._last_error: BaseException | None = None
         self._on_transition = on_transition
         self._probe: asyncio.Task[None] | None = None
 
@@ -127,7 +130,9 @@ class FailoverGuardStore:
             # workers changed them since: reload each from the database on first use.
             self.fallback.forget_tenants()
         self._failing = True
-        sustained = self.failure_rate.failure()
+        distinct = error is not self._last_error
+        self._last_error = error
+        sustained = self.failure_rate.failure(distinct=distinct)
         if self._state is _Breaker.RECOVERING:
             self._state = _Breaker.OPEN
         elif self._state is _Breaker.CLOSED and sustained:

@@ -243,8 +243,8 @@ class ServerProcess:
         """Every new connection goes to `worker`: the other workers are stopped (SIGSTOP).
 
         They share one listening socket, so a stopped worker accepts nothing. uvicorn kills a
-        worker that misses its health check for 5 s: keep what runs inside short. Waits until
-        `worker` answers /ready, so it is also known to have started.
+        worker that misses its health check for 30 s (api/serving.py): keep what runs inside
+        short. Waits until `worker` answers /ready, so it is also known to have started.
         """
         stopped = [pid for pid in others if pid != worker]
         for pid in stopped:

@@ -38,3 +38,10 @@ def test_failures_older_than_the_window_are_forgotten() -> None:
     assert rate.failure()
     rate.reset()
     assert not rate.failure()
+
+
+def test_the_callers_of_one_failed_round_trip_are_one_failure() -> None:
+    rate = FailureRate(window=10, min_failures=2, clock=Clock())
+    # A pipelined batch of 40 admissions times out: one failure, however many callers.
+    assert not any([rate.failure(), *(rate.failure(distinct=False) for _ in range(39))])
+    assert rate.failure()  # a second round trip fails: now it is sustained

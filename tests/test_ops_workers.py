@@ -8,6 +8,7 @@ import socket
 from pathlib import Path
 
 import httpx
+import pytest
 from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -17,6 +18,9 @@ from storage.database import Database
 from storage.migrate import upgrade
 from tests.support import make_settings
 from tests.support_ops import ServerProcess, server_env, status_of
+
+# Worker-process servers one at a time (they are CPU-heavy, some add CPU load on purpose).
+pytestmark = pytest.mark.xdist_group("worker-processes")
 
 PASSWORD = "Workers-Pa55word-qv"
 

@@ -22,6 +22,9 @@ from tests.support import World, make_settings
 from tests.support_clients import basic
 from tests.support_ops import ServerProcess, server_env
 
+# Worker-process servers one at a time (they are CPU-heavy, some add CPU load on purpose).
+pytestmark = pytest.mark.xdist_group("worker-processes")
+
 PROBLEM = "urn:tenantgate:problem:"
 PASSWORD = "Propagation-Pa55word-qv"
 # Who signs in (user@tenant.test), with their tenant and role; root is the platform admin.
