@@ -12,9 +12,12 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
 
 from api.metrics import record_auth_failure
+from api.schemas.common import NUL_ERROR, NUL_MESSAGE
 from auth.errors import InvalidToken, MissingToken, OAuthError
 from policies.audit import record_access_denied, record_login_throttled, record_rate_limited
 from policies.errors import (
@@ -34,6 +37,8 @@ log = logging.getLogger("tenantgate.errors")
 PROBLEM_TYPE_BASE = "urn:tenantgate:problem:"
 REALM = 'Bearer realm="tenantgate"'
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+# Every 503 says when to come back (docs/problems.md): a dependency or the service is busy.
+RETRY_LATER = {"Retry-After": "5"}
 
 
 def problem(
@@ -68,6 +73,7 @@ def oauth_error(error: OAuthError) -> JSONResponse:
     if error.retry_after is not None:
         status = 429
         headers["Retry-After"] = str(error.retry_after)
+    status = error.status or status
     body = {"error": error.error, "error_description": error.description}
     return JSONResponse(body, status_code=status, headers=headers)
 
@@ -178,13 +184,13 @@ async def _guard_state_unavailable(request: Request, _: Exception) -> JSONRespon
         "state-store-unavailable",
         "Change not possible right now",
         "the shared state store is unreachable, nothing was changed; retry shortly",
-        headers={"Retry-After": "5"},
+        headers=RETRY_LATER,
     )
 
 
 async def _oauth(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, OAuthError)
-    if error.retry_after is not None:
+    if error.retry_after is not None and error.status is None:
         await record_login_throttled(request)
     record_auth_failure(request, "token", error.error)
     return oauth_error(error)
@@ -216,6 +222,8 @@ async def _invalid_text(request: Request, error: Exception) -> JSONResponse:
 
 async def _validation(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, RequestValidationError)
+    if any(e.get("type") == NUL_ERROR for e in error.errors()):
+        return problem(request, 400, "invalid-text", "Invalid text", NUL_MESSAGE)
     # Never echo the input back: it may hold a password or a token.
     errors = [
         {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
@@ -236,13 +244,34 @@ async def _http(request: Request, error: Exception) -> JSONResponse:
     kind = {404: "not-found", 405: "method-not-allowed", 413: "payload-too-large"}.get(
         error.status_code, "http-error"
     )
-    return problem(
-        request, error.status_code, kind, str(error.detail), headers=dict(error.headers or {})
-    )
+    headers = dict(error.headers or {})
+    if error.status_code == 405:
+        # The router names the methods of the first route matching the path only; RFC 9110
+        # 15.5.6 wants all of the resource's.
+        headers["Allow"] = ", ".join(allowed_methods(request))
+    return problem(request, error.status_code, kind, str(error.detail), headers=headers)
+
+
+def allowed_methods(request: Request) -> list[str]:
+    path = request.scope.get("path", "")
+    methods = {
+        method
+        for route in iter_route_contexts(request.app.routes)
+        if route.path and compile_path(route.path)[0].match(path)
+        for method in route.methods or ()
+    }
+    return sorted(methods)
 
 
 async def _unexpected(request: Request, error: Exception) -> JSONResponse:
-    log.error("unhandled %s on %s %s", type(error).__name__, request.method, request.url.path)
+    # exc_info: the JSON formatter logs the type and the frames, never the message.
+    log.error(
+        "unhandled %s on %s %s",
+        type(error).__name__,
+        request.method,
+        request.url.path,
+        exc_info=(type(error), error, error.__traceback__),
+    )
     return problem(request, 500, "internal-error", "Internal error")
 
 

@@ -39,7 +39,11 @@ def _guard_store(settings: Settings) -> GuardStore:
         return MemoryGuardStore()
     redis = create_redis(settings)
     return FailoverGuardStore(
-        RedisGuardStore(redis, settings.redis_prefix), cooldown=settings.redis_breaker_cooldown
+        RedisGuardStore(redis, settings.redis_prefix),
+        cooldown=settings.redis_breaker_cooldown,
+        failures=settings.redis_breaker_failures,
+        window=settings.redis_breaker_window,
+        share=settings.redis_fallback_processes or settings.workers,
     )
 
 

@@ -19,8 +19,8 @@ from config.settings import Environment, Settings
 
 # Room for the request line on top of the header limit the app enforces itself (431).
 REQUEST_LINE_ALLOWANCE = 8192
-# uvicorn kills a worker that does not answer its parent's ping in time; its default (5 s) is
-# shorter than a cold start on a busy 2-core machine, which then restarts workers in a loop.
+# uvicorn kills a worker that misses its health check for this long (its default, 5 s, kills
+# workers that are merely slow to start or answer on a host whose CPUs are saturated).
 WORKER_HEALTHCHECK_TIMEOUT = 30
 
 

@@ -82,6 +82,9 @@ class Verification:
     chain: str
     checked: int
     broken: Break | None
+    # The hash of the last verified event (64 zeros for an empty chain): an export whose last
+    # hash is this one was not cut short.
+    last_hash: str = GENESIS_HASH
 
     @property
     def ok(self) -> bool:
@@ -153,7 +156,7 @@ def verify_events(events: Iterable[Event], chain: str = "export") -> Verificatio
     truncated end goes unnoticed here: compare the last hash with `audit verify` for that."""
     walk = _Walk()
     walk.feed(events)
-    return Verification(chain, walk.checked, walk.broken)
+    return Verification(chain, walk.checked, walk.broken, walk.prev_hash)
 
 
 async def verify(database: Database, tenant: str | None) -> Verification:
@@ -176,4 +179,4 @@ async def verify(database: Database, tenant: str | None) -> Verification:
             )
         ).first()
         walk.finish(*((0, GENESIS_HASH) if head is None else (int(head.seq), str(head.hash))))
-    return Verification(chain, walk.checked, walk.broken)
+    return Verification(chain, walk.checked, walk.broken, walk.prev_hash)

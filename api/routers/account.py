@@ -36,6 +36,12 @@ async def change_password(
 ) -> Response:
     if principal.kind != "user":
         raise PasswordRejected("only users have passwords")
+    try:
+        # Both, before any hashing: an over-long current password costs nothing either.
+        passwords.check_length(body.current_password)
+        passwords.check_length(body.new_password)
+    except PasswordTooLong as error:
+        raise PasswordRejected(str(error)) from None
     async with database.read() as connection:
         stored = await accounts.password_hash_of(connection, principal.subject)
     try:
