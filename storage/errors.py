@@ -23,3 +23,16 @@ class PreconditionFailed(DomainError):
 
 class InvalidText(DomainError):
     """Input the database cannot store (a NUL character), refused before the query runs."""
+
+
+class DatabaseUnavailable(DomainError):
+    """The database cannot serve now (down, hung, full, locked, unreadable); nothing was changed.
+
+    The message names the failure for operators (error class and code, never SQL parameters).
+    """
+
+    safe_to_log = True
+
+
+class CommitUnknown(DatabaseUnavailable):
+    """The connection failed while COMMIT was in flight: the change may or may not be stored."""
