@@ -15,6 +15,7 @@ from auth.clients import ClientCredentials, parse_credentials
 from auth.errors import OAuthError
 from auth.grants import FIRST_PARTY_CLIENT_ID, Grants, TokenResponse
 from auth.keys import KeyRing
+from policies.attempt_limits import limit_client_attempt
 from policies.audit import request_context
 from policies.rate_limit import limit_login
 
@@ -59,6 +60,8 @@ async def token(
     ):
         raise OAuthError("invalid_request", "parameters must not contain NUL characters")
     if grant_type == "client_credentials":
+        if credentials is not None:
+            await limit_client_attempt(request, credentials.client_id)
         grant = ClientCredentialsGrant(
             request.app.state.settings, request.app.state.database, request.app.state.keyring
         )
