@@ -11,6 +11,7 @@ from api.errors import install_error_handlers
 from api.metrics import Metrics
 from api.middleware.rate_limit_headers import install_rate_limits
 from api.middleware.stack import install_middleware
+from api.openapi_contract import make_exact
 from api.routers import account, health, me, oauth, platform, token
 from api.routers import metrics as metrics_router
 from api.routers.tenants import tenant_router
@@ -63,7 +64,7 @@ def _document_scopes(app: FastAPI) -> None:
             for scheme in schemes.values():
                 if scheme.get("type") == "oauth2":
                     scheme["flows"]["password"]["scopes"] = dict(SCOPES)
-            app.openapi_schema = schema
+            app.openapi_schema = make_exact(schema)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
