@@ -89,13 +89,20 @@ def _reason(error: BaseException) -> str | None:
     return None
 
 
+def spoils_sqlite_connection(error: BaseException) -> bool:
+    """A SQLite error after which the connection must be dropped and the file opened again."""
+    code = getattr(error, "sqlite_errorcode", None)
+    return (
+        isinstance(error, sqlite3.Error)
+        and isinstance(code, int)
+        and (code & 0xFF in _SQLITE_RECONNECT)
+    )
+
+
 def invalidate_spoiled_connection(context: sqlalchemy.engine.ExceptionContext) -> None:
     """SQLAlchemy `handle_error` hook: a SQLite file-level failure drops the pooled connection."""
-    error = context.original_exception
-    if isinstance(error, sqlite3.Error):
-        code = getattr(error, "sqlite_errorcode", None)
-        if isinstance(code, int) and code & 0xFF in _SQLITE_RECONNECT:
-            context.is_disconnect = True
+    if spoils_sqlite_connection(context.original_exception):
+        context.is_disconnect = True
 
 
 @contextmanager
