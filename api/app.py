@@ -11,6 +11,7 @@ from api.errors import install_error_handlers
 from api.metrics import Metrics
 from api.middleware.rate_limit_headers import install_rate_limits
 from api.middleware.stack import install_middleware
+from api.openapi_contract import make_exact
 from api.routers import account, health, me, oauth, platform, token
 from api.routers import metrics as metrics_router
 from api.routers.tenants import include_tenant_routers
@@ -66,7 +67,7 @@ def _document_scopes(app: FastAPI) -> None:
                 operation = schema["paths"].get(route.path, {}).get(route.method.lower())
                 if operation is not None and route.authenticated:
                     operation["security"] = [{get_principal.scheme_name: sorted(route.scopes)}]
-            app.openapi_schema = schema
+            app.openapi_schema = make_exact(schema)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -30,12 +30,21 @@ from policies.errors import (
     TenantNotFound,
     TenantSuspended,
 )
-from storage.errors import Conflict, InvalidText, NotFound, PreconditionFailed
+from storage.errors import (
+    CommitUnknown,
+    Conflict,
+    DatabaseUnavailable,
+    InvalidText,
+    NotFound,
+    PreconditionFailed,
+)
 
 log = logging.getLogger("tenantgate.errors")
 
 PROBLEM_TYPE_BASE = "urn:tenantgate:problem:"
 REALM = 'Bearer realm="tenantgate"'
+# Seconds a client should wait after a 503 for an unreachable database.
+DATABASE_RETRY_AFTER = "2"
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 # Every 503 says when to come back (docs/problems.md): a dependency or the service is busy.
 RETRY_LATER = {"Retry-After": "5"}
@@ -188,6 +197,42 @@ async def _guard_state_unavailable(request: Request, _: Exception) -> JSONRespon
     )
 
 
+async def _database_unavailable(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, DatabaseUnavailable)
+    unknown = isinstance(error, CommitUnknown)
+    # One line for operators; the reason names the failure, never a statement or a parameter.
+    log.error(
+        "database unavailable on %s %s: %s",
+        request.method,
+        request.url.path,
+        error,
+        extra={"commit_unknown": unknown},
+    )
+    headers = {"Retry-After": DATABASE_RETRY_AFTER}
+    if request.url.path in OAUTH_ENDPOINTS:
+        description = "the service cannot reach its database; retry shortly"
+        body = {"error": "temporarily_unavailable", "error_description": description}
+        return JSONResponse(body, status_code=503, headers={**NO_STORE, **headers})
+    if unknown:
+        return problem(
+            request,
+            503,
+            "commit-unknown",
+            "Outcome unknown",
+            "the database connection failed while the change was being committed; it may or "
+            "may not have been stored: read it back before retrying",
+            headers=headers,
+        )
+    return problem(
+        request,
+        503,
+        "database-unavailable",
+        "Database unavailable",
+        "the database cannot be reached right now; nothing was changed, retry shortly",
+        headers=headers,
+    )
+
+
 async def _oauth(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, OAuthError)
     if error.retry_after is not None and error.status is None:
@@ -287,6 +332,7 @@ def install_error_handlers(app: FastAPI) -> None:
         TenantSuspended: _tenant_suspended,
         RateLimited: _rate_limited,
         GuardStateUnavailable: _guard_state_unavailable,
+        DatabaseUnavailable: _database_unavailable,
         OAuthError: _oauth,
         NotFound: _not_found,
         Conflict: _conflict,

@@ -57,7 +57,9 @@ async def test_a_busy_database_moves_the_read_off_the_loop(tmp_path: Path) -> No
     holder.execute("CREATE TABLE things (id INTEGER PRIMARY KEY, name TEXT UNIQUE)")
     holder.execute("INSERT INTO things VALUES (1, 'anvil')")
     holder.execute("BEGIN EXCLUSIVE")
-    driver = SqliteDriver(path)  # not started: the file stays in rollback-journal mode
+    driver = SqliteDriver(
+        path, busy_timeout_ms=30_000
+    )  # not started: the file stays in rollback-journal mode
     try:
         read = asyncio.create_task(driver.one(BY_ID, {"id": 1}))
         asyncio.get_running_loop().call_later(0.3, holder.rollback)
@@ -86,7 +88,9 @@ async def test_a_write_waits_for_another_writer_without_blocking_the_loop(
 
 
 async def test_reads_see_every_committed_write_at_once(database: Database, tmp_path: Path) -> None:
-    other = SqliteDriver(str(tmp_path / "driver.db"))  # another worker on the same file
+    other = SqliteDriver(
+        str(tmp_path / "driver.db"), busy_timeout_ms=2000
+    )  # another worker on the same file
     try:
         for n in range(20):
             await other.write(INSERT, {"id": n, "name": f"n{n}"})
