@@ -16,6 +16,7 @@ from api.routers import account, health, me, oauth, platform, token
 from api.routers import metrics as metrics_router
 from api.routers.tenants import include_tenant_routers
 from api.runtime import lifespan
+from api.web import install_web
 from auth.principal import get_principal
 from config.settings import Settings, get_settings
 from policies.access_matrix import route_matrix
@@ -31,8 +32,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Authenticated multi-tenant API platform",
         lifespan=metrics.lifespan(lifespan(settings)),
         debug=False,
+        # /docs is served from api/web (Swagger UI from a package, no CDN); no ReDoc.
+        docs_url=None,
         redoc_url=None,
-        swagger_ui_init_oauth={"usePkceWithAuthorizationCodeGrant": False},
+        swagger_ui_oauth2_redirect_url=None,
     )
     install_error_handlers(app)
     app.state.metrics = metrics
@@ -45,6 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router)
     if settings.metrics_enabled:
         app.include_router(metrics_router.router)
+    install_web(app)
     _document_scopes(app)
     return app
 

@@ -6,7 +6,7 @@ import re
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Security
+from fastapi import APIRouter, Query, Request, Response, Security
 from fastapi.responses import StreamingResponse
 from pydantic import AwareDatetime
 
@@ -17,6 +17,7 @@ from api.schemas.audit import (
     AccessMatrixOut,
     AuditEventOut,
     AuditEventPage,
+    AuditVerificationOut,
     csv_lines,
     ndjson_line,
 )
@@ -24,7 +25,8 @@ from api.schemas.pages import CURSOR_DESCRIPTION, encode_cursor, keyed_cursor
 from policies.access_matrix import role_matrix, route_matrix, tenant_access
 from policies.authorize import require_scopes
 from policies.tenancy import CurrentTenant
-from storage.audit_queries import EventFilter, all_events, events
+from storage.audit import EventOutcome
+from storage.audit_queries import EventFilter, all_events, events, verify
 
 # Continues after this sequence number of the tenant's chain.
 SeqCursor = Annotated[
@@ -71,12 +73,13 @@ async def list_events(
     database: DatabaseDep,
     action: Annotated[str | None, Query(max_length=60, description="e.g. token.refused")] = None,
     actor: Annotated[str | None, Query(max_length=80, description="Actor subject")] = None,
+    outcome: Annotated[EventOutcome | None, Query()] = None,
     since: Annotated[AwareDatetime | None, Query(description="Inclusive")] = None,
     until: Annotated[AwareDatetime | None, Query(description="Exclusive")] = None,
     cursor: SeqCursor = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
 ) -> AuditEventPage | StreamingResponse:
-    filters = EventFilter(action=action, actor=actor, since=since, until=until)
+    filters = EventFilter(action=action, actor=actor, outcome=outcome, since=since, until=until)
     export = _export_type(request)
     if export is not None:
         return _stream(export, database, tenant.slug, filters)
@@ -131,3 +134,18 @@ async def access_matrix(
     async with database.read() as connection:
         holders = await tenant_access(connection, tenant.slug)
     return AccessMatrixOut.of(tenant.slug, route_matrix(request.app.routes), role_matrix(), holders)
+
+
+@router.get(
+    "/verify",
+    response_model=AuditVerificationOut,
+    summary="Check the tenant's hash chain, as `tenantgate audit verify` does",
+    description="Walks the whole chain in seq order, in batches (bounded memory), in one "
+    "snapshot, and compares its end with the chain head. A broken chain is a 200 with "
+    "`ok: false`, the first broken seq and the reason.",
+)
+async def verify_chain(
+    response: Response, tenant: CurrentTenant, database: DatabaseDep
+) -> AuditVerificationOut:
+    response.headers["Cache-Control"] = "no-store"
+    return AuditVerificationOut.of(await verify(database, tenant.slug))
