@@ -11,7 +11,7 @@ from api.errors import install_error_handlers
 from api.metrics import Metrics
 from api.middleware.rate_limit_headers import install_rate_limits
 from api.middleware.stack import install_middleware
-from api.routers import account, health, me, oauth, platform, token
+from api.routers import account, health, me, oauth, platform, platform_audit, token
 from api.routers import metrics as metrics_router
 from api.routers.tenants import tenant_router
 from api.runtime import lifespan
@@ -44,6 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         me.router,
         account.router,
         platform.router,
+        platform_audit.router,
         tenant_router,
     ):
         app.include_router(router)

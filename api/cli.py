@@ -250,6 +250,7 @@ def clients_create(
 ) -> None:
     """Create a client for the client_credentials grant; its secret is printed once."""
     from auth.clients import create_client
+    from policies.client_rules import require_room
     from policies.scopes import TENANT_SCOPES
 
     unknown = sorted(set(scope) - TENANT_SCOPES)
@@ -258,6 +259,7 @@ def clients_create(
 
     async def work(database: Database) -> tuple[str, str]:
         async with database.write() as connection:
+            await require_room(connection, tenant)
             record, secret = await create_client(
                 connection,
                 tenant=tenant,

@@ -18,12 +18,15 @@ from api.metrics import record_auth_failure
 from auth.errors import InvalidToken, MissingToken, OAuthError
 from policies.audit import record_access_denied, record_login_throttled, record_rate_limited
 from policies.errors import (
+    ClientLimitReached,
     GuardStateUnavailable,
     InsufficientScope,
     LastOwner,
     PasswordRejected,
     PrivilegeEscalation,
+    RateLimitBeyondPlan,
     RateLimited,
+    SelfManagementRefused,
     TenantNotFound,
     TenantSuspended,
 )
@@ -137,6 +140,42 @@ async def _privilege_escalation(request: Request, error: Exception) -> JSONRespo
 
 async def _last_owner(request: Request, error: Exception) -> JSONResponse:
     return problem(request, 409, "last-owner", "The last owner must stay", str(error))
+
+
+async def _client_limit(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, ClientLimitReached)
+    return problem(
+        request,
+        409,
+        "client-limit-reached",
+        "Client limit reached",
+        str(error),
+        plan=error.plan,
+        limit=error.limit,
+    )
+
+
+async def _rate_limit_beyond_plan(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, RateLimitBeyondPlan)
+    return problem(
+        request,
+        422,
+        "rate-limit-beyond-plan",
+        "Rate limit beyond the plan",
+        str(error),
+        plan=error.plan,
+    )
+
+
+async def _self_management(request: Request, error: Exception) -> JSONResponse:
+    return problem(
+        request,
+        403,
+        "self-management-refused",
+        "A client cannot manage itself",
+        str(error),
+        headers={"WWW-Authenticate": REALM},
+    )
 
 
 async def _password_rejected(request: Request, error: Exception) -> JSONResponse:
@@ -253,6 +292,9 @@ def install_error_handlers(app: FastAPI) -> None:
         InsufficientScope: _insufficient_scope,
         PrivilegeEscalation: _privilege_escalation,
         LastOwner: _last_owner,
+        ClientLimitReached: _client_limit,
+        RateLimitBeyondPlan: _rate_limit_beyond_plan,
+        SelfManagementRefused: _self_management,
         PasswordRejected: _password_rejected,
         TenantNotFound: _tenant_not_found,
         TenantSuspended: _tenant_suspended,

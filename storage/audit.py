@@ -42,6 +42,7 @@ class Action(StrEnum):
     CLIENT_CREATED = "client.created"
     CLIENT_REVOKED = "client.revoked"
     CLIENT_SECRET_ROTATED = "client.secret_rotated"  # noqa: S105 - an action name
+    CLIENT_UPDATED = "client.updated"
     MEMBER_ADDED = "member.added"
     MEMBER_ROLE_CHANGED = "member.role_changed"
     MEMBER_REMOVED = "member.removed"

@@ -50,6 +50,7 @@ BODIES: dict[tuple[str, str], Callable[[str], dict[str, Any]]] = {
     ("POST", "/members"): lambda m: {"email": f"{m}-invitee@example.com", "role": "viewer"},
     ("PATCH", "/members/{user_id}"): lambda m: {"role": "member"},
     ("POST", "/clients"): lambda m: {"name": f"{m} client", "scopes": ["items:read"]},
+    ("PATCH", "/clients/{client_id}"): lambda m: {"name": f"{m} renamed client"},
 }
 
 
