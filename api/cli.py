@@ -287,10 +287,12 @@ def clients_create(
     )
 
 
+from api.cli_access import access_app  # noqa: E402 - with the others
 from api.cli_audit import audit_app, record_cli, scopes_app  # noqa: E402 - with the others
 
 app.add_typer(scopes_app, name="scopes")
 app.add_typer(audit_app, name="audit")
+app.add_typer(access_app, name="access")
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Path
 
 from auth.principal import CurrentPrincipal
+from policies.decisions import in_tenant
 from policies.errors import TenantNotFound
 
 SLUG_PATTERN = r"^[a-z0-9-]{3,40}$"
@@ -24,7 +25,7 @@ async def get_tenant(
 ) -> Tenant:
     # Decided from the token alone, before any I/O: a foreign tenant and an unknown one cost and
     # read the same.
-    if principal.tenant is None or principal.tenant != tenant:
+    if not in_tenant(principal.tenant, tenant):
         raise TenantNotFound()
     return Tenant(tenant)
 

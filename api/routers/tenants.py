@@ -10,7 +10,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 
 from api.responses import GUARDED_RESPONSES
-from api.routers import audit, clients, items, members, reports
+from api.routers import access, audit, clients, items, members, reports
 from policies.admission import admit_tenant_request
 
 tenant_router = APIRouter(
@@ -23,3 +23,4 @@ tenant_router.include_router(reports.router)
 tenant_router.include_router(members.router)
 tenant_router.include_router(clients.router)
 tenant_router.include_router(audit.router)
+tenant_router.include_router(access.router)
