@@ -13,7 +13,7 @@ from api.middleware.rate_limit_headers import install_rate_limits
 from api.middleware.stack import install_middleware
 from api.routers import account, health, me, oauth, platform, platform_audit, token
 from api.routers import metrics as metrics_router
-from api.routers.tenants import tenant_router
+from api.routers.tenants import include_tenant_routers
 from api.runtime import lifespan
 from config.settings import Settings, get_settings
 from policies.scopes import SCOPES
@@ -35,19 +35,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = metrics
     install_rate_limits(app, settings)
     install_middleware(app, settings, metrics)
-    if settings.metrics_enabled:
-        app.include_router(metrics_router.router)
+    # The app tries routes in order: the probes (cheap, and polled) and the tenant data first.
+    app.include_router(health.router)
+    include_tenant_routers(app)
     for router in (
         token.router,
         oauth.router,
-        health.router,
         me.router,
         account.router,
         platform.router,
         platform_audit.router,
-        tenant_router,
     ):
         app.include_router(router)
+    if settings.metrics_enabled:
+        app.include_router(metrics_router.router)
     _document_scopes(app)
     return app
 

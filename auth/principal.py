@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Literal, cast
 
-from fastapi import Depends, Request
+from fastapi import Depends
 from fastapi.security import OAuth2PasswordBearer
+from starlette.requests import HTTPConnection
 
 from auth.errors import InvalidToken, MissingToken
 from auth.tokens import AccessClaims, TokenVerifier
@@ -14,9 +15,7 @@ from auth.tokens import AccessClaims, TokenVerifier
 PrincipalKind = Literal["user", "client"]
 CLIENT_SUBJECT_PREFIX = "client:"
 PRINCIPAL_SCOPE_KEY = "tenantgate.principal"
-
-# Scope descriptions are added to the OpenAPI document by the api layer, which owns the catalogue.
-bearer_scheme = OAuth2PasswordBearer(tokenUrl="/token", auto_error=False)
+MAX_TOKEN_LENGTH = 8192
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,28 +39,59 @@ class Principal:
         return self.claims.scopes
 
 
-def token_verifier(request: Request) -> TokenVerifier:
-    return cast(TokenVerifier, request.app.state.verifier)
+def token_verifier(connection: HTTPConnection) -> TokenVerifier:
+    return cast(TokenVerifier, connection.app.state.verifier)
 
 
-async def get_principal(
-    request: Request, token: Annotated[str | None, Depends(bearer_scheme)]
-) -> Principal:
-    # FastAPI caches a dependency per set of security scopes, so with a router-level and a
-    # route-level scope check this runs more than once per request: decode only the first time.
-    # Kept in the ASGI scope, which is this request's own: request.state can be one dict shared
-    # by every request (asgi-lifespan does that), and would hand one caller's principal to another.
-    known = request.scope.get(PRINCIPAL_SCOPE_KEY)
-    if isinstance(known, Principal):
-        return known
-    if not token:
+def bearer_token(connection: HTTPConnection) -> str | None:
+    """The token of `Authorization: Bearer <token>` (scheme case-insensitive), or None."""
+    header = connection.headers.get("authorization")
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return token or None
+
+
+class BearerIdentity(OAuth2PasswordBearer):
+    """The identity stage as the OAuth2 security scheme itself.
+
+    Being the scheme (rather than a dependency on one) makes identity a single node in FastAPI's
+    dependency tree, and OpenAPI still documents the password flow with each route's scopes.
+    FastAPI calls it once per set of security scopes along a route; the token is verified the
+    first time and the principal kept in the ASGI scope, which is this request's own
+    (request.state can be one dict shared by every request: asgi-lifespan does that).
+    """
+
+    async def __call__(self, request: HTTPConnection) -> Principal:  # type: ignore[override]
+        known = request.scope.get(PRINCIPAL_SCOPE_KEY)
+        if known is not None:
+            return cast(Principal, known)
+        token = bearer_token(request)
+        if not token:
+            raise MissingToken()
+        if len(token) > MAX_TOKEN_LENGTH:
+            raise InvalidToken("malformed")
+        principal = Principal(await token_verifier(request).verify(token))
+        request.scope[PRINCIPAL_SCOPE_KEY] = principal
+        request.state.principal = principal
+        return principal
+
+
+# The name OpenAPI knows the scheme by; scope descriptions are added by the api layer.
+get_principal = BearerIdentity(
+    tokenUrl="/token", scheme_name="OAuth2PasswordBearer", auto_error=False
+)
+
+
+def authenticated(connection: HTTPConnection) -> Principal:
+    """The principal the identity stage verified for this request (later stages use it)."""
+    known = connection.scope.get(PRINCIPAL_SCOPE_KEY)
+    if known is None:
+        # A stage ran without identity before it: refuse rather than guess.
         raise MissingToken()
-    if len(token) > 8192:
-        raise InvalidToken("malformed")
-    principal = Principal(await token_verifier(request).verify(token))
-    request.scope[PRINCIPAL_SCOPE_KEY] = principal
-    request.state.principal = principal
-    return principal
+    return cast(Principal, known)
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]

@@ -80,18 +80,18 @@ async def seed(settings: Settings, password: str) -> tuple[str, str]:
             await accounts.create_tenant(connection, TENANT, "Bench", TENANT)
             user_id = await accounts.create_user(connection, EMAIL, password_hash)
             await accounts.add_member(connection, TENANT, user_id, "viewer")
-            ids = []
-            for index in range(100):
-                new = NewItem(
-                    sku=f"SKU-{index:04d}",
-                    name=f"Item {index}",
-                    description="a thing that is counted",
-                    category=("tools", "parts", "books")[index % 3],
-                    price_units=125_000 + index,
-                    quantity=index,
-                    tags=["bench", f"t{index % 5}"],
-                )
-                ids.append((await create_item(connection, TENANT, new)).id)
+        ids = []
+        for index in range(100):
+            new = NewItem(
+                sku=f"SKU-{index:04d}",
+                name=f"Item {index}",
+                description="a thing that is counted",
+                category=("tools", "parts", "books")[index % 3],
+                price_units=125_000 + index,
+                quantity=index,
+                tags=["bench", f"t{index % 5}"],
+            )
+            ids.append((await create_item(database.driver, TENANT, new)).id)
         return user_id, ids[len(ids) // 2]
     finally:
         passwords.close()

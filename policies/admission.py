@@ -9,13 +9,13 @@ from __future__ import annotations
 import logging
 from typing import cast
 
-from fastapi import Request
+from starlette.requests import HTTPConnection
 
 from auth.errors import InvalidToken
-from auth.principal import CurrentPrincipal, Principal
+from auth.principal import CurrentPrincipal, Principal, authenticated
 from policies.errors import GuardStateUnavailable, RateLimited, TenantSuspended
 from policies.guard_sync import publish
-from policies.tenancy import CurrentTenant
+from policies.tenancy import TenantStage
 from storage.database import Database
 from storage.guard_failover import FailoverGuardStore
 from storage.guard_state import PLATFORM_TAG, Admission, GuardStore, Outcome, Verdict
@@ -23,11 +23,11 @@ from storage.guard_state import PLATFORM_TAG, Admission, GuardStore, Outcome, Ve
 log = logging.getLogger("tenantgate.guard")
 
 
-def guard_store(request: Request) -> GuardStore:
+def guard_store(request: HTTPConnection) -> GuardStore:
     return cast(GuardStore, request.app.state.guard)
 
 
-async def _admit(request: Request, principal: Principal, *, tenant: bool) -> Verdict:
+async def _admit(request: HTTPConnection, principal: Principal, *, tenant: bool) -> Verdict:
     store = guard_store(request)
     claims = principal.claims
     admission = Admission(
@@ -58,7 +58,7 @@ async def _admit(request: Request, principal: Principal, *, tenant: bool) -> Ver
     return verdict
 
 
-async def _reseed(request: Request, store: GuardStore, tag: str) -> None:
+async def _reseed(request: HTTPConnection, store: GuardStore, tag: str) -> None:
     database = cast(Database, request.app.state.database)
     async with database.read() as connection:
         if not isinstance(store, FailoverGuardStore):
@@ -72,11 +72,10 @@ async def _reseed(request: Request, store: GuardStore, tag: str) -> None:
             await publish(connection, store.seeding_target(), tag)
 
 
-async def admit_tenant_request(
-    request: Request, principal: CurrentPrincipal, tenant: CurrentTenant
-) -> None:
-    await _admit(request, principal, tenant=True)
+async def admit_tenant_request(request: HTTPConnection, _tenant: TenantStage) -> None:
+    # The tenant stage ran identity first; its principal is this request's.
+    await _admit(request, authenticated(request), tenant=True)
 
 
-async def admit_principal(request: Request, principal: CurrentPrincipal) -> None:
+async def admit_principal(request: HTTPConnection, principal: CurrentPrincipal) -> None:
     await _admit(request, principal, tenant=False)

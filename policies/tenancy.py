@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, cast
 
 from fastapi import Depends, Path
+from starlette.requests import HTTPConnection
 
 from auth.principal import CurrentPrincipal
 from policies.decisions import in_tenant
 from policies.errors import TenantNotFound
 
 SLUG_PATTERN = r"^[a-z0-9-]{3,40}$"
+TENANT_SCOPE_KEY = "tenantgate.tenant"
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +22,7 @@ class Tenant:
 
 
 async def get_tenant(
+    request: HTTPConnection,
     principal: CurrentPrincipal,
     tenant: Annotated[str, Path(description="Tenant slug", max_length=40)],
 ) -> Tenant:
@@ -27,7 +30,23 @@ async def get_tenant(
     # read the same.
     if not in_tenant(principal.tenant, tenant):
         raise TenantNotFound()
-    return Tenant(tenant)
+    checked = Tenant(tenant)
+    request.scope[TENANT_SCOPE_KEY] = checked
+    return checked
 
 
-CurrentTenant = Annotated[Tenant, Depends(get_tenant)]
+async def checked_tenant(request: HTTPConnection) -> Tenant:
+    """The tenant the tenant stage checked for this request.
+
+    A leaf for handlers: FastAPI re-solves a dependency's whole sub-tree wherever it appears,
+    so handlers read the stage's result instead of naming the stage again.
+    """
+    checked = request.scope.get(TENANT_SCOPE_KEY)
+    if checked is None:
+        # A handler outside the tenant router: refuse rather than serve unchecked.
+        raise TenantNotFound()
+    return cast(Tenant, checked)
+
+
+TenantStage = Annotated[Tenant, Depends(get_tenant)]
+CurrentTenant = Annotated[Tenant, Depends(checked_tenant)]

@@ -23,3 +23,11 @@ class PreconditionFailed(DomainError):
 
 class InvalidText(DomainError):
     """Input the database cannot store (a NUL character), refused before the query runs."""
+
+
+class ConstraintViolation(Exception):
+    """A write broke a unique or foreign-key constraint; the query function names the conflict."""
+
+
+class NumericOverflow(Exception):
+    """The database could not compute a value exactly (SQLite sums in 64-bit integers)."""

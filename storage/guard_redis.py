@@ -1,5 +1,8 @@
 """Redis GuardStore: one Lua script call per guarded request, exact across processes.
 
+Admissions are pipelined: the calls of one event-loop turn share a round trip
+(storage/redis_batch.py).
+
 Keys are `<prefix>:{<tag>}:<kind>:...`; every key of one call shares the hash tag `{<tag>}`, so the
 scripts also run on Redis Cluster. Kinds: `tenant` (hash: status, plan windows, per-client
 overrides), `jti:<jti>` (revoked token), `rev:<subject>` (revision cut-off), `rl:p:<subject>` and
@@ -15,6 +18,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from storage.guard_state import Admission, Counter, Outcome, Tally, TenantState, Verdict, Window
+from storage.redis_batch import ScriptBatcher
 
 # Fixed windows, all or none: if any counter is at its limit nothing is counted. A counter that
 # somehow lost its expiry (a script aborted between INCR and PEXPIRE) gets one again instead of
@@ -91,7 +95,7 @@ class RedisGuardStore:
     def __init__(self, redis: Redis, prefix: str) -> None:
         self._redis = redis
         self._prefix = prefix
-        self._admit = redis.register_script(ADMIT)
+        self._admit = ScriptBatcher(redis, ADMIT)
         self._hit = redis.register_script(HIT)
 
     def _key(self, tag: str, *parts: str) -> str:
@@ -107,7 +111,7 @@ class RedisGuardStore:
             self._key(tag, "rl", "t"),
         ]
         args: list[str | int] = [admission.revision, int(admission.tenant), f"o:{subject}"]
-        reply: list[Any] = await self._admit(keys=keys, args=args)
+        reply: list[Any] = await self._admit(keys, args)
         outcome = Outcome(int(reply[0]))
         if len(reply) == 1:
             return Verdict(outcome)

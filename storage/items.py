@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any, NoReturn
 
 import sqlalchemy as sa
-from sqlalchemy.exc import DBAPIError, IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
-from storage.errors import Conflict, NotFound, PreconditionFailed
+from storage.driver import Driver, Row
+from storage.errors import (
+    Conflict,
+    ConstraintViolation,
+    NotFound,
+    NumericOverflow,
+    PreconditionFailed,
+)
 from storage.ids import new_id
+from storage.statements import Statement
 from storage.tables import items, utcnow
 
 # Prices are stored in ten-thousandths (price_units): exact integers on every backend.
@@ -87,66 +94,137 @@ class StockValueTooLarge(Conflict):
     """SQLite sums in 64-bit integers; a stock value beyond that is refused, never approximated."""
 
 
-def _item(row: sa.Row[Any]) -> Item:
-    return Item(
-        id=row.id,
-        sku=row.sku,
-        name=row.name,
-        description=row.description,
-        category=row.category,
-        price_units=row.price_units,
-        quantity=row.quantity,
-        tags=list(row.tags),
-        version=row.version,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
+ITEM_COLUMNS = (
+    items.c.id,
+    items.c.sku,
+    items.c.name,
+    items.c.description,
+    items.c.category,
+    items.c.price_units,
+    items.c.quantity,
+    items.c.tags,
+    items.c.version,
+    items.c.created_at,
+    items.c.updated_at,
+)
+KEEP_IF_NULL = ("sku", "name", "description", "category", "price_units", "quantity", "tags")
+_IN_TENANT = (items.c.tenant == sa.bindparam("tenant"), items.c.id == sa.bindparam("id"))
+
+ITEM_BY_ID = Statement(sa.select(*ITEM_COLUMNS).where(*_IN_TENANT))
+VERSION_BY_ID = Statement(sa.select(items.c.version).where(*_IN_TENANT))
+INSERT = Statement(
+    items.insert()
+    .values(
+        {column.name: sa.bindparam(column.name, type_=column.type) for column in ITEM_COLUMNS}
+        | {"tenant": sa.bindparam("tenant")}
     )
+    .returning(*ITEM_COLUMNS)
+)
 
 
-def _in_tenant(tenant: str, item_id: str) -> sa.ColumnElement[bool]:
+def _item(row: Row) -> Item:
+    return Item(*row)
+
+
+def _page_statement(*, after: bool, category: bool, name_prefix: bool) -> Statement:
+    query = sa.select(*ITEM_COLUMNS).where(items.c.tenant == sa.bindparam("tenant"))
+    if after:
+        query = query.where(items.c.id > sa.bindparam("after"))
+    if category:
+        query = query.where(items.c.category == sa.bindparam("category"))
+    if name_prefix:
+        # A plain comparison, not LIKE: '%', '_' and '\' in the input are ordinary characters,
+        # and the match is case-sensitive on SQLite and PostgreSQL alike (LIKE is not).
+        length = sa.bindparam("prefix_length", type_=sa.Integer)
+        query = query.where(sa.func.substr(items.c.name, 1, length) == sa.bindparam("prefix"))
+    return Statement(query.order_by(items.c.id).limit(sa.bindparam("limit", type_=sa.Integer)))
+
+
+# Every combination of filters, built and compiled once, chosen per request by a dict look-up.
+PAGES = {
+    (after, category, name_prefix): _page_statement(
+        after=after, category=category, name_prefix=name_prefix
+    )
+    for after in (False, True)
+    for category in (False, True)
+    for name_prefix in (False, True)
+}
+
+
+def _versions_match(count: int) -> list[sa.ColumnElement[bool]]:
+    if count == 0:
+        return []
+    return [items.c.version.in_([sa.bindparam(f"v{n}", type_=sa.Integer) for n in range(count)])]
+
+
+@lru_cache(maxsize=64)
+def _update_statement(versions: int | None) -> Statement:
+    """One statement for any set of changed fields: a field sent as NULL keeps its value."""
+    changes = {
+        name: sa.func.coalesce(sa.bindparam(name, type_=items.c[name].type), items.c[name])
+        for name in KEEP_IF_NULL
+    }
+    statement = (
+        items.update()
+        .where(*_IN_TENANT, *_versions_match(versions or 0))
+        .values(changes | {"version": items.c.version + 1, "updated_at": sa.bindparam("now")})
+        .returning(*ITEM_COLUMNS)
+    )
+    return Statement(statement)
+
+
+@lru_cache(maxsize=64)
+def _delete_statement(versions: int | None) -> Statement:
+    statement = (
+        items.delete().where(*_IN_TENANT, *_versions_match(versions or 0)).returning(items.c.id)
+    )
+    return Statement(statement)
+
+
+def _checked_id(item_id: str) -> str:
     # Also keeps bytes the database would choke on (NUL on PostgreSQL) out of the query.
     if not ITEM_ID.match(item_id):
         raise NotFound("item")
-    return sa.and_(items.c.tenant == tenant, items.c.id == item_id)
+    return item_id
 
 
-async def create_item(connection: AsyncConnection, tenant: str, new: NewItem) -> Item:
-    """Insert; a SKU already used in the tenant is a Conflict (the transaction is then doomed)."""
+def _version_params(versions: frozenset[int] | None) -> dict[str, int]:
+    return {f"v{n}": version for n, version in enumerate(sorted(versions or ()))}
+
+
+async def create_item(driver: Driver, tenant: str, new: NewItem) -> Item:
+    """Insert; a SKU already used in the tenant is a Conflict."""
     now = utcnow()
-    statement = (
-        items.insert()
-        .values(
-            id=new_id("itm"),
-            tenant=tenant,
-            sku=new.sku,
-            name=new.name,
-            description=new.description,
-            category=new.category,
-            price_units=new.price_units,
-            quantity=new.quantity,
-            tags=new.tags,
-            version=1,
-            created_at=now,
-            updated_at=now,
-        )
-        .returning(*items.c)
-    )
+    params = {
+        "id": new_id("itm"),
+        "tenant": tenant,
+        "sku": new.sku,
+        "name": new.name,
+        "description": new.description,
+        "category": new.category,
+        "price_units": new.price_units,
+        "quantity": new.quantity,
+        "tags": new.tags,
+        "version": 1,
+        "created_at": now,
+        "updated_at": now,
+    }
     try:
-        row = (await connection.execute(statement)).one()
-    except IntegrityError:
+        rows = await driver.write(INSERT, params)
+    except ConstraintViolation:
         raise Conflict(SKU_TAKEN) from None
-    return _item(row)
+    return _item(rows[0])
 
 
-async def get_item(connection: AsyncConnection, tenant: str, item_id: str) -> Item:
-    row = (await connection.execute(sa.select(items).where(_in_tenant(tenant, item_id)))).first()
+async def get_item(driver: Driver, tenant: str, item_id: str) -> Item:
+    row = await driver.one(ITEM_BY_ID, {"tenant": tenant, "id": _checked_id(item_id)})
     if row is None:
         raise NotFound("item")
     return _item(row)
 
 
 async def list_items(
-    connection: AsyncConnection,
+    driver: Driver,
     tenant: str,
     *,
     limit: int,
@@ -155,22 +233,22 @@ async def list_items(
     name_prefix: str | None = None,
 ) -> Page:
     """One page in id order (ids are unique and time-ordered, so the order is total and stable)."""
-    query = sa.select(items).where(items.c.tenant == tenant)
+    statement = PAGES[after is not None, category is not None, bool(name_prefix)]
+    params: dict[str, Any] = {"tenant": tenant, "limit": limit + 1}
     if after is not None:
-        query = query.where(items.c.id > after)
+        params["after"] = after
     if category is not None:
-        query = query.where(items.c.category == category)
+        params["category"] = category
     if name_prefix:
-        # A plain comparison, not LIKE: '%', '_' and '\' in the input are ordinary characters,
-        # and the match is case-sensitive on SQLite and PostgreSQL alike (LIKE is not).
-        query = query.where(sa.func.substr(items.c.name, 1, len(name_prefix)) == name_prefix)
-    rows = (await connection.execute(query.order_by(items.c.id).limit(limit + 1))).all()
+        params["prefix"] = name_prefix
+        params["prefix_length"] = len(name_prefix)
+    rows = await driver.all(statement, params)
     page = [_item(row) for row in rows[:limit]]
     return Page(page, page[-1].id if len(rows) > limit else None)
 
 
 async def update_item(
-    connection: AsyncConnection,
+    driver: Driver,
     tenant: str,
     item_id: str,
     changes: Mapping[str, Any],
@@ -181,91 +259,84 @@ async def update_item(
     unknown = set(changes) - UPDATABLE
     if unknown:
         raise ValueError(f"not updatable: {sorted(unknown)}")
-    statement = (
-        items.update()
-        .where(*_conditions(tenant, item_id, versions))
-        .values(**changes, version=items.c.version + 1, updated_at=utcnow())
-        .returning(*items.c)
-    )
-    try:
-        row = (await connection.execute(statement)).first()
-    except IntegrityError:
-        raise Conflict(SKU_TAKEN) from None
-    if row is None:
-        await _explain_miss(connection, tenant, item_id)
-    return _item(row)
+    params: dict[str, Any] = dict.fromkeys(KEEP_IF_NULL)
+    params |= changes
+    params |= {"tenant": tenant, "id": _checked_id(item_id), "now": utcnow()}
+    params |= _version_params(versions)
+    rows: list[Row] = []
+    if versions is None or versions:
+        # The version test is part of the write itself, so no concurrent change slips in.
+        statement = _update_statement(None if versions is None else len(versions))
+        try:
+            rows = await driver.write(statement, params)
+        except ConstraintViolation:
+            raise Conflict(SKU_TAKEN) from None
+    if not rows:
+        await _explain_miss(driver, tenant, item_id)
+    return _item(rows[0])
 
 
 async def delete_item(
-    connection: AsyncConnection,
+    driver: Driver,
     tenant: str,
     item_id: str,
     *,
     versions: frozenset[int] | None = None,
 ) -> None:
-    result = await connection.execute(
-        items.delete().where(*_conditions(tenant, item_id, versions)).returning(items.c.id)
-    )
-    if result.first() is None:
-        await _explain_miss(connection, tenant, item_id)
+    params: dict[str, Any] = {"tenant": tenant, "id": _checked_id(item_id)}
+    params |= _version_params(versions)
+    rows: list[Row] = []
+    if versions is None or versions:
+        statement = _delete_statement(None if versions is None else len(versions))
+        rows = await driver.write(statement, params)
+    if not rows:
+        await _explain_miss(driver, tenant, item_id)
 
 
-def _conditions(
-    tenant: str, item_id: str, versions: frozenset[int] | None
-) -> Sequence[sa.ColumnElement[bool]]:
-    # The version test is part of the write itself, so no concurrent change slips in between.
-    conditions = [_in_tenant(tenant, item_id)]
-    if versions is not None:
-        conditions.append(items.c.version.in_(sorted(versions)))
-    return conditions
-
-
-async def _explain_miss(connection: AsyncConnection, tenant: str, item_id: str) -> NoReturn:
+async def _explain_miss(driver: Driver, tenant: str, item_id: str) -> NoReturn:
     """A conditional write touched nothing: the item is missing, or If-Match did not match."""
-    exists = (
-        await connection.execute(sa.select(items.c.version).where(_in_tenant(tenant, item_id)))
-    ).first()
-    if exists is None:
+    if await driver.one(VERSION_BY_ID, {"tenant": tenant, "id": item_id}) is None:
         raise NotFound("item")
     raise PreconditionFailed("the item has changed since that version (If-Match)")
 
 
-async def inventory(connection: AsyncConnection, tenant: str) -> list[CategoryStock]:
+_WHOLE = items.c.price_units // PRICE_SCALE
+_FRACTION = items.c.price_units % PRICE_SCALE
+INVENTORY = Statement(
+    sa.select(
+        items.c.category,
+        sa.func.count().label("item_count"),
+        sa.func.sum(items.c.quantity).label("total_quantity"),
+        sa.func.sum(_WHOLE * items.c.quantity).label("whole"),
+        sa.func.sum(_FRACTION * items.c.quantity).label("fraction"),
+    )
+    .where(items.c.tenant == sa.bindparam("tenant"))
+    .group_by(items.c.category)
+    .order_by(items.c.category),
+    scan=True,
+)
+
+
+async def inventory(driver: Driver, tenant: str) -> list[CategoryStock]:
     """Per category: item count, total quantity and exact stock value, aggregated by the database.
 
     price_units x quantity can pass 2**63 for a single row, so the price is split into whole
     currency units and ten-thousandths and each part is summed on its own; the two integers are
     joined in Python, exactly.
     """
-    whole = items.c.price_units // PRICE_SCALE
-    fraction = items.c.price_units % PRICE_SCALE
-    query = (
-        sa.select(
-            items.c.category,
-            sa.func.count().label("item_count"),
-            sa.func.sum(items.c.quantity).label("total_quantity"),
-            sa.func.sum(whole * items.c.quantity).label("whole"),
-            sa.func.sum(fraction * items.c.quantity).label("fraction"),
-        )
-        .where(items.c.tenant == tenant)
-        .group_by(items.c.category)
-        .order_by(items.c.category)
-    )
     try:
-        rows = (await connection.execute(query)).all()
-    except DBAPIError as error:
-        if "overflow" not in str(error.orig).lower():
-            raise
+        rows = await driver.all(INVENTORY, {"tenant": tenant})
+    except NumericOverflow:
         raise StockValueTooLarge(
             "the stock value is too large for this database to sum exactly"
         ) from None
     # PostgreSQL returns sum(bigint) as an exact numeric (Decimal), SQLite as int.
     return [
         CategoryStock(
-            category=row.category,
-            item_count=int(row.item_count),
-            total_quantity=int(row.total_quantity),
-            value_units=int(row.whole) * PRICE_SCALE + int(row.fraction),
+            category=category,
+            item_count=int(count),
+            total_quantity=int(quantity),
+            value_units=int(whole) * PRICE_SCALE + int(fraction),
         )
-        for row in rows
+        for category, count, quantity, whole, fraction in rows
     ]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import base64
 import json
 import secrets
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +35,17 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         **overrides,
     }
     return Settings(_env_file=None, **values)
+
+
+@contextmanager
+def statements_run(database: Database) -> Iterator[list[str]]:
+    """The SQL of every statement the data path's driver runs inside the block."""
+    statements: list[str] = []
+    database.driver.hook = statements.append
+    try:
+        yield statements
+    finally:
+        database.driver.hook = None
 
 
 def bearer(token: str) -> dict[str, str]:

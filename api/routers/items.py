@@ -83,17 +83,16 @@ async def list_items(
         Query(min_length=1, max_length=200, pattern=ONE_LINE, description="Case-sensitive"),
     ] = None,
 ) -> ItemPage:
-    async with database.read() as connection:
-        page = await store.list_items(
-            connection,
-            tenant.slug,
-            limit=limit,
-            after=cursor,
-            category=category,
-            name_prefix=name_prefix,
-        )
+    page = await store.list_items(
+        database.driver,
+        tenant.slug,
+        limit=limit,
+        after=cursor,
+        category=category,
+        name_prefix=name_prefix,
+    )
     next_page = encode_cursor(page.next_after) if page.next_after else None
-    return ItemPage(items=[ItemOut.of(item) for item in page.items], next_cursor=next_page)
+    return ItemPage.of(page.items, next_page)
 
 
 @router.post(
@@ -120,8 +119,7 @@ async def create_item(
         quantity=body.quantity,
         tags=body.tags,
     )
-    async with database.write() as connection:
-        item = await store.create_item(connection, tenant.slug, new)
+    item = await store.create_item(database.driver, tenant.slug, new)
     response.headers["Location"] = str(
         request.app.url_path_for("items:get", tenant=tenant.slug, item_id=item.id)
     )
@@ -133,8 +131,7 @@ async def create_item(
 async def get_item(
     item_id: ItemId, tenant: CurrentTenant, database: DatabaseDep, response: Response
 ) -> ItemOut:
-    async with database.read() as connection:
-        item = await store.get_item(connection, tenant.slug, item_id)
+    item = await store.get_item(database.driver, tenant.slug, item_id)
     response.headers["ETag"] = etag(item.version)
     return ItemOut.of(item)
 
@@ -154,14 +151,13 @@ async def update_item(
     response: Response,
     if_match: IfMatch = None,
 ) -> ItemOut:
-    async with database.write() as connection:
-        item = await store.update_item(
-            connection,
-            tenant.slug,
-            item_id,
-            body.changes(),
-            versions=if_match_versions(if_match),
-        )
+    item = await store.update_item(
+        database.driver,
+        tenant.slug,
+        item_id,
+        body.changes(),
+        versions=if_match_versions(if_match),
+    )
     response.headers["ETag"] = etag(item.version)
     return ItemOut.of(item)
 
@@ -177,8 +173,7 @@ async def update_item(
 async def delete_item(
     item_id: ItemId, tenant: CurrentTenant, database: DatabaseDep, if_match: IfMatch = None
 ) -> Response:
-    async with database.write() as connection:
-        await store.delete_item(
-            connection, tenant.slug, item_id, versions=if_match_versions(if_match)
-        )
+    await store.delete_item(
+        database.driver, tenant.slug, item_id, versions=if_match_versions(if_match)
+    )
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -26,6 +26,5 @@ router = APIRouter(
     responses={409: {"model": Problem, "description": "The stock value is too large to sum"}},
 )
 async def inventory(tenant: CurrentTenant, database: DatabaseDep) -> InventoryReport:
-    async with database.read() as connection:
-        stocks = await items.inventory(connection, tenant.slug)
+    stocks = await items.inventory(database.driver, tenant.slug)
     return InventoryReport.of(utcnow(), stocks)

@@ -128,19 +128,24 @@ class ItemOut(BaseModel):
 
     @classmethod
     def of(cls, item: Item) -> ItemOut:
-        return cls(
-            id=item.id,
-            sku=item.sku,
-            name=item.name,
-            description=item.description,
-            category=item.category,
-            price=units_to_price(item.price_units),
-            quantity=item.quantity,
-            tags=item.tags,
-            version=item.version,
-            created_at=item.created_at,
-            updated_at=item.updated_at,
-        )
+        return cls.model_validate(_fields(item))
+
+
+def _fields(item: Item) -> dict[str, Any]:
+    """The response fields of an item (validating a dict is pydantic's fastest way in)."""
+    return {
+        "id": item.id,
+        "sku": item.sku,
+        "name": item.name,
+        "description": item.description,
+        "category": item.category,
+        "price": units_to_price(item.price_units),
+        "quantity": item.quantity,
+        "tags": item.tags,
+        "version": item.version,
+        "created_at": item.created_at,
+        "updated_at": item.updated_at,
+    }
 
 
 class ItemPage(BaseModel):
@@ -148,6 +153,13 @@ class ItemPage(BaseModel):
     next_cursor: str | None = Field(
         description="Pass as `cursor` for the next page; null at the end"
     )
+
+    @classmethod
+    def of(cls, items: list[Item], next_cursor: str | None) -> ItemPage:
+        # One validation of the whole page: a model per item would cost twice as much.
+        return cls.model_validate(
+            {"items": [_fields(item) for item in items], "next_cursor": next_cursor}
+        )
 
 
 # Continues after this item id: any other key is a malformed cursor (422).

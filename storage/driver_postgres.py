@@ -1,0 +1,109 @@
+"""The data path on PostgreSQL: asyncpg's own pool and prepared statements, one round trip each.
+
+asyncpg prepares each statement once per connection and keeps it (its statement cache), so a
+hot statement is parsed and planned once, then only bound and executed. Connections are handed
+back without asyncpg's default reset query (`RESET ALL`, `UNLISTEN *`, ...: one more round trip
+per use): the data path never changes session state; an open transaction is still rolled back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import asyncpg
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
+
+from storage.driver import Row, StatementHook
+from storage.errors import ConstraintViolation, NumericOverflow
+from storage.statements import Statement
+
+CONNECT_TIMEOUT = 5.0
+
+
+async def _codecs(connection: asyncpg.Connection) -> None:
+    """JSON travels as text, exactly as SQLAlchemy's asyncpg dialect sends and reads it."""
+    await connection.set_type_codec(
+        "json",
+        encoder=str.encode,
+        decoder=lambda data: json.loads(data.decode()),
+        schema="pg_catalog",
+        format="binary",
+    )
+
+
+async def _keep_session(_connection: asyncpg.Connection) -> None:
+    return None
+
+
+def asyncpg_dsn(url: sa.URL) -> str:
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+class PostgresDriver:
+    def __init__(self, url: sa.URL, *, pool_size: int) -> None:
+        self.dialect: sa.Dialect = PGDialect_asyncpg()  # type: ignore[no-untyped-call]
+        self.hook: StatementHook | None = None
+        self._dsn = asyncpg_dsn(url)
+        self._pool_size = pool_size
+        self._pool: asyncpg.Pool | None = None
+        self._opening: asyncio.Lock | None = None
+
+    async def start(self) -> None:
+        await self._open()
+
+    async def _open(self) -> asyncpg.Pool:
+        if self._opening is None:
+            self._opening = asyncio.Lock()
+        async with self._opening:
+            if self._pool is None:
+                self._pool = await asyncpg.create_pool(
+                    self._dsn,
+                    min_size=1,
+                    max_size=self._pool_size,
+                    init=_codecs,
+                    reset=_keep_session,
+                    timeout=CONNECT_TIMEOUT,
+                )
+            return self._pool
+
+    async def one(self, statement: Statement, params: Mapping[str, Any]) -> Row | None:
+        compiled = statement.compiled(self.dialect)
+        args = compiled.arguments(params)
+        if self.hook is not None:
+            self.hook(compiled.sql)
+        pool = self._pool or await self._open()
+        record = await pool.fetchrow(compiled.sql, *args)
+        return None if record is None else compiled.row(record)
+
+    async def all(self, statement: Statement, params: Mapping[str, Any]) -> list[Row]:
+        compiled = statement.compiled(self.dialect)
+        args = compiled.arguments(params)
+        if self.hook is not None:
+            self.hook(compiled.sql)
+        pool = self._pool or await self._open()
+        try:
+            records = await pool.fetch(compiled.sql, *args)
+        except asyncpg.NumericValueOutOfRangeError as error:
+            raise NumericOverflow(str(error)) from None
+        return [compiled.row(record) for record in records]
+
+    async def write(self, statement: Statement, params: Mapping[str, Any]) -> list[Row]:
+        compiled = statement.compiled(self.dialect)
+        args = compiled.arguments(params)
+        if self.hook is not None:
+            self.hook(compiled.sql)
+        pool = self._pool or await self._open()
+        try:
+            records = await pool.fetch(compiled.sql, *args)
+        except asyncpg.IntegrityConstraintViolationError as error:
+            raise ConstraintViolation(str(error)) from None
+        return [compiled.row(record) for record in records]
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
