@@ -11,9 +11,10 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.conditional import NotModified
 from api.metrics import record_auth_failure
 from auth.errors import InvalidToken, MissingToken, OAuthError
 from policies.audit import record_access_denied, record_login_throttled, record_rate_limited
@@ -280,6 +281,11 @@ async def _http(request: Request, error: Exception) -> JSONResponse:
     )
 
 
+async def _not_modified(request: Request, error: Exception) -> Response:
+    assert isinstance(error, NotModified)
+    return Response(status_code=304, headers={"ETag": error.etag})
+
+
 async def _unexpected(request: Request, error: Exception) -> JSONResponse:
     log.error("unhandled %s on %s %s", type(error).__name__, request.method, request.url.path)
     return problem(request, 500, "internal-error", "Internal error")
@@ -306,6 +312,7 @@ def install_error_handlers(app: FastAPI) -> None:
         PreconditionFailed: _precondition,
         InvalidText: _invalid_text,
         RequestValidationError: _validation,
+        NotModified: _not_modified,
         StarletteHTTPException: _http,
         Exception: _unexpected,
     }

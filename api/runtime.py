@@ -24,6 +24,7 @@ from storage.guard_memory import MemoryGuardStore
 from storage.guard_redis import RedisGuardStore
 from storage.guard_state import GuardStore
 from storage.redis_client import create_redis
+from storage.report_cache import open_report_cache
 
 log = logging.getLogger("tenantgate")
 
@@ -77,6 +78,7 @@ def lifespan(settings: Settings):  # type: ignore[no-untyped-def]
         database = Database(settings)
         passwords = Passwords(settings)
         guard = _guard_store(settings)
+        reports = open_report_cache(settings)
         try:
             await _ensure_signing_key(settings, database)
             keyring = KeyRing(database, refresh_interval=settings.key_refresh_interval)
@@ -89,6 +91,7 @@ def lifespan(settings: Settings):  # type: ignore[no-untyped-def]
             app.state.keyring = keyring
             app.state.passwords = passwords
             app.state.guard = guard
+            app.state.report_cache = reports
             app.state.verifier = TokenVerifier(
                 keyring,
                 issuer=settings.issuer,
@@ -104,6 +107,7 @@ def lifespan(settings: Settings):  # type: ignore[no-untyped-def]
                 with contextlib.suppress(asyncio.CancelledError):
                     await refresher
         finally:
+            await reports.close()
             await guard.close()
             passwords.close()
             await database.dispose()

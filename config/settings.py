@@ -81,6 +81,8 @@ class Settings(BaseSettings):
     access_log: bool = True
     metrics_enabled: bool = True
     metrics_token: SecretStr | None = None
+    # Seconds a cached report may live (0: no cache); every item write invalidates it anyway.
+    report_cache_ttl: float = Field(default=60.0, ge=0)
 
     @field_validator("login_rate_limit_ip", "login_rate_limit_username")
     @classmethod
