@@ -10,9 +10,10 @@ import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi.exceptions import RequestValidationError, WebSocketRequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import HTTPConnection
 
 from api.conditional import NotModified
 from api.metrics import record_auth_failure
@@ -41,7 +42,7 @@ NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
 def problem(
-    request: Request,
+    request: HTTPConnection,
     status: int,
     kind: str,
     title: str,
@@ -255,7 +256,7 @@ async def _invalid_text(request: Request, error: Exception) -> JSONResponse:
 
 
 async def _validation(request: Request, error: Exception) -> JSONResponse:
-    assert isinstance(error, RequestValidationError)
+    assert isinstance(error, RequestValidationError | WebSocketRequestValidationError)
     # Never echo the input back: it may hold a password or a token.
     errors = [
         {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
@@ -287,7 +288,8 @@ async def _not_modified(request: Request, error: Exception) -> Response:
 
 
 async def _unexpected(request: Request, error: Exception) -> JSONResponse:
-    log.error("unhandled %s on %s %s", type(error).__name__, request.method, request.url.path)
+    method = request.scope.get("method", "WS")
+    log.error("unhandled %s on %s %s", type(error).__name__, method, request.url.path)
     return problem(request, 500, "internal-error", "Internal error")
 
 
@@ -312,6 +314,7 @@ def install_error_handlers(app: FastAPI) -> None:
         PreconditionFailed: _precondition,
         InvalidText: _invalid_text,
         RequestValidationError: _validation,
+        WebSocketRequestValidationError: _validation,
         NotModified: _not_modified,
         StarletteHTTPException: _http,
         Exception: _unexpected,

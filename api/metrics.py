@@ -124,6 +124,26 @@ class Metrics:
             ("result",),
             registry=own,
         )
+        self.audit_streams = Gauge(
+            "tenantgate_audit_streams",
+            "Open audit streams (WebSocket), summed over live workers",
+            registry=own,
+            multiprocess_mode="livesum",
+        )
+        self.audit_stream_closes = Counter(
+            "tenantgate_audit_stream_closes",
+            "Audit streams ended, by reason: client, expired, revoked, suspended, slow, "
+            "shutdown, error",
+            ("reason",),
+            registry=own,
+        )
+        self.audit_deliveries = Counter(
+            "tenantgate_audit_stream_deliveries",
+            "Audit events handed to this worker's streams, by where the event came from: "
+            "this_worker, other_worker (Redis), database (the poll found it)",
+            ("origin",),
+            registry=own,
+        )
         source = (
             multiprocess.MultiProcessCollector(None).collect  # type: ignore[no-untyped-call]
             if self.multiprocess
@@ -164,6 +184,12 @@ class Metrics:
 
     def token_issued(self, grant_type: str) -> None:
         self.tokens_issued.labels(bounded(grant_type)).inc()
+
+    def audit_fanout(self, origin: str, listeners: int) -> None:
+        self.audit_deliveries.labels(bounded(origin)).inc(listeners)
+
+    def audit_stream_closed(self, reason: str) -> None:
+        self.audit_stream_closes.labels(bounded(reason)).inc()
 
     def report_cache_lookup(self, result: str) -> None:
         self.report_cache.labels(result if result in REPORT_CACHE_RESULTS else "other").inc()

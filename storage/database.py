@@ -8,7 +8,7 @@ saves two round trips (PostgreSQL) or two thread hops (aiosqlite) per statement.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from config.settings import Settings
+from storage import commit_hooks
 from storage.driver import Driver, open_driver
 from storage.errors import InvalidText
 from storage.sqlite_driver import one_hop_dbapi
@@ -91,6 +92,8 @@ class Database:
         url = make_url(settings.database_url)
         self.is_sqlite = url.get_backend_name() == "sqlite"
         self.driver: Driver = open_driver(url, pool_size=settings.database_pool_size)
+        # Told what each committed write() noted (storage/commit_hooks.py): the audit feed.
+        self.on_commit: Callable[[list[object]], None] | None = None
         if self.is_sqlite:
             if url.database and url.database != ":memory:":
                 Path(url.database).parent.mkdir(parents=True, exist_ok=True)
@@ -131,8 +134,11 @@ class Database:
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
         """A transaction committed on success and rolled back on any error."""
-        async with self.writer.begin() as connection:
-            yield connection
+        with commit_hooks.collecting() as committed:
+            async with self.writer.begin() as connection:
+                yield connection
+        if committed and self.on_commit is not None:
+            self.on_commit(committed)
 
     async def dispose(self) -> None:
         await self.driver.close()

@@ -7,8 +7,12 @@ before accept arrives as the app's own HTTP response (status and problem body).
 from __future__ import annotations
 
 import asyncio
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
+import uvicorn
 from starlette.types import ASGIApp, Message
 
 HANDSHAKE_TIMEOUT = 10.0
@@ -81,3 +85,28 @@ async def handshake(
         inbound.put_nowait({"type": "websocket.disconnect", "code": 1000})
         await asyncio.wait_for(task, HANDSHAKE_TIMEOUT)
     return result
+
+
+@asynccontextmanager
+async def served(app: ASGIApp, sock: socket.socket | None = None) -> AsyncIterator[str]:
+    """The (already started) app behind a real uvicorn socket in this loop; yields ws://host:port.
+
+    The app's lifespan ran already (World.start): uvicorn does not run it again.
+    """
+    if sock is None:
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, lifespan="off", log_config=None, access_log=False)
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.01)
+        yield f"ws://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
