@@ -5,7 +5,8 @@ then `{"type": "ready", "next_seq": N}`, then each event as it commits, all as
 `{"type": "event", "event": {...}}` in `seq` order without gaps or repeats. While open, the
 token is checked again every RECHECK_SECONDS (and at once after a security event of the
 tenant): expiry, revocation and cut-offs by the admission stage itself, the tenant's status by
-the feed's poll; any of them closes the stream with 1008. A stream whose inbox fills up (it does
+the feed's poll (or, sooner, the tenant.suspended event itself); any of them closes the stream
+with 1008. A stream whose inbox fills up (it does
 not read fast enough) is closed with 1013 and forgotten.
 """
 
@@ -70,12 +71,18 @@ class Stream:
         self.tenant = tenant
         self.feed = feed
         self.next_seq = 1
+        self.live_from: int | None = None  # the first seq after `ready`
         self.recheck = asyncio.Event()
+        self.suspended = False
 
     async def send(self, event: Event) -> None:
         message = {"type": "event", "event": event.fields()}
         await self.websocket.send_text(json.dumps(message, ensure_ascii=False))
         self.next_seq = event.seq + 1
+        if self.live_from is None or event.seq < self.live_from:
+            return  # history: what it says may have been undone since
+        if event.action == Action.TENANT_SUSPENDED:
+            self.suspended = True  # committed: the admission stage refuses the tenant now
         if event.action in SECURITY_ACTIONS:
             self.recheck.set()
 
@@ -103,7 +110,7 @@ class Stream:
         while True:
             if listener.dropped.is_set():
                 return SLOW
-            if listener.suspended.is_set():
+            if listener.suspended.is_set() or self.suspended:
                 return SUSPENDED
             remaining = self.principal.claims.expires_at - time.time()
             if remaining <= 0:
@@ -176,6 +183,7 @@ async def _run(stream: Stream, from_seq: int | None) -> Close | None:
         await stream.catch_up()  # what committed between the replay and the subscription
         ready = {"type": "ready", "tenant": stream.tenant, "next_seq": stream.next_seq}
         await stream.websocket.send_text(json.dumps(ready))
+        stream.live_from = stream.next_seq
         tasks = [
             asyncio.ensure_future(stream.pump(listener)),
             asyncio.ensure_future(stream.watch(listener)),
