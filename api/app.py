@@ -12,7 +12,7 @@ from api.metrics import Metrics
 from api.middleware.rate_limit_headers import install_rate_limits
 from api.middleware.stack import install_middleware
 from api.openapi_contract import make_exact
-from api.routers import account, health, me, oauth, platform, token
+from api.routers import account, health, me, oauth, platform, platform_audit, token
 from api.routers import metrics as metrics_router
 from api.routers.tenants import include_tenant_routers
 from api.runtime import lifespan
@@ -44,7 +44,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # The app tries routes in order: the probes (cheap, and polled) and the tenant data first.
     app.include_router(health.router)
     include_tenant_routers(app)
-    for router in (token.router, oauth.router, me.router, account.router, platform.router):
+    for router in (
+        token.router,
+        oauth.router,
+        me.router,
+        account.router,
+        platform.router,
+        platform_audit.router,
+    ):
         app.include_router(router)
     if settings.metrics_enabled:
         app.include_router(metrics_router.router)

@@ -10,23 +10,28 @@ import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.exceptions import RequestValidationError, WebSocketRequestValidationError
+from fastapi.responses import JSONResponse, Response
 from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import HTTPConnection
 from starlette.routing import compile_path
 
+from api.conditional import NotModified
 from api.metrics import record_auth_failure
 from api.schemas.common import NUL_ERROR, NUL_MESSAGE
 from auth.errors import InvalidToken, MissingToken, OAuthError
 from policies.audit import record_access_denied, record_login_throttled, record_rate_limited
 from policies.errors import (
+    ClientLimitReached,
     GuardStateUnavailable,
     InsufficientScope,
     LastOwner,
     PasswordRejected,
     PrivilegeEscalation,
+    RateLimitBeyondPlan,
     RateLimited,
+    SelfManagementRefused,
     TenantNotFound,
     TenantSuspended,
 )
@@ -51,7 +56,7 @@ RETRY_LATER = {"Retry-After": "5"}
 
 
 def problem(
-    request: Request,
+    request: HTTPConnection,
     status: int,
     kind: str,
     title: str,
@@ -152,6 +157,42 @@ async def _privilege_escalation(request: Request, error: Exception) -> JSONRespo
 
 async def _last_owner(request: Request, error: Exception) -> JSONResponse:
     return problem(request, 409, "last-owner", "The last owner must stay", str(error))
+
+
+async def _client_limit(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, ClientLimitReached)
+    return problem(
+        request,
+        409,
+        "client-limit-reached",
+        "Client limit reached",
+        str(error),
+        plan=error.plan,
+        limit=error.limit,
+    )
+
+
+async def _rate_limit_beyond_plan(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, RateLimitBeyondPlan)
+    return problem(
+        request,
+        422,
+        "rate-limit-beyond-plan",
+        "Rate limit beyond the plan",
+        str(error),
+        plan=error.plan,
+    )
+
+
+async def _self_management(request: Request, error: Exception) -> JSONResponse:
+    return problem(
+        request,
+        403,
+        "self-management-refused",
+        "A client cannot manage itself",
+        str(error),
+        headers={"WWW-Authenticate": REALM},
+    )
 
 
 async def _password_rejected(request: Request, error: Exception) -> JSONResponse:
@@ -266,7 +307,7 @@ async def _invalid_text(request: Request, error: Exception) -> JSONResponse:
 
 
 async def _validation(request: Request, error: Exception) -> JSONResponse:
-    assert isinstance(error, RequestValidationError)
+    assert isinstance(error, RequestValidationError | WebSocketRequestValidationError)
     if any(e.get("type") == NUL_ERROR for e in error.errors()):
         return problem(request, 400, "invalid-text", "Invalid text", NUL_MESSAGE)
     # Never echo the input back: it may hold a password or a token.
@@ -308,12 +349,18 @@ def allowed_methods(request: Request) -> list[str]:
     return sorted(methods)
 
 
+async def _not_modified(request: Request, error: Exception) -> Response:
+    assert isinstance(error, NotModified)
+    return Response(status_code=304, headers={"ETag": error.etag})
+
+
 async def _unexpected(request: Request, error: Exception) -> JSONResponse:
+    method = request.scope.get("method", "WS")
     # exc_info: the JSON formatter logs the type and the frames, never the message.
     log.error(
         "unhandled %s on %s %s",
         type(error).__name__,
-        request.method,
+        method,
         request.url.path,
         exc_info=(type(error), error, error.__traceback__),
     )
@@ -327,6 +374,9 @@ def install_error_handlers(app: FastAPI) -> None:
         InsufficientScope: _insufficient_scope,
         PrivilegeEscalation: _privilege_escalation,
         LastOwner: _last_owner,
+        ClientLimitReached: _client_limit,
+        RateLimitBeyondPlan: _rate_limit_beyond_plan,
+        SelfManagementRefused: _self_management,
         PasswordRejected: _password_rejected,
         TenantNotFound: _tenant_not_found,
         TenantSuspended: _tenant_suspended,
@@ -339,6 +389,8 @@ def install_error_handlers(app: FastAPI) -> None:
         PreconditionFailed: _precondition,
         InvalidText: _invalid_text,
         RequestValidationError: _validation,
+        WebSocketRequestValidationError: _validation,
+        NotModified: _not_modified,
         StarletteHTTPException: _http,
         Exception: _unexpected,
     }

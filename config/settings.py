@@ -106,6 +106,10 @@ class Settings(BaseSettings):
     access_log: bool = True
     metrics_enabled: bool = True
     metrics_token: SecretStr | None = None
+    # Seconds a cached report may live (0: no cache); every item write invalidates it anyway.
+    report_cache_ttl: float = Field(default=60.0, ge=0)
+    # Events an audit stream may have waiting before it is closed as too slow (1013).
+    audit_stream_buffer: int = Field(default=1000, ge=1)
 
     @field_validator(
         "login_rate_limit_ip",

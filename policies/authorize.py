@@ -8,6 +8,7 @@ from fastapi.security import SecurityScopes
 from starlette.requests import HTTPConnection
 
 from auth.principal import Principal, authenticated
+from policies.decisions import missing_scopes
 from policies.errors import InsufficientScope
 
 
@@ -25,10 +26,8 @@ async def require_scopes(security_scopes: SecurityScopes, request: HTTPConnectio
     OpenAPI lists these scopes on each route (api/app.py).
     """
     required = _required(tuple(security_scopes.scopes))
-    if not required:
-        # A Security(require_scopes) with no scopes would allow anything: refuse to serve it.
-        raise InsufficientScope(frozenset({"<undeclared>"}))
     principal = authenticated(request)
-    if not required <= principal.scopes:
-        raise InsufficientScope(required)
+    missing = missing_scopes(required, principal.scopes)
+    if missing:
+        raise InsufficientScope(required or missing)
     return principal
