@@ -31,9 +31,9 @@ def assert_problem(response: httpx.Response, status: int, kind: str) -> None:
 
 @pytest.fixture
 async def small(database_url: str) -> AsyncIterator[World]:
-    """An app with a 4 KiB body limit, 2 KiB header limit and a 0.2 s handler deadline."""
+    """An app with a 4 KiB body limit, 2 KiB header limit and a 1 s handler deadline."""
     settings = make_settings(
-        database_url, body_limit_bytes=4096, header_limit_bytes=2048, request_timeout=0.2
+        database_url, body_limit_bytes=4096, header_limit_bytes=2048, request_timeout=1.0
     )
     async with World.start(settings) as world:
         yield world
@@ -62,9 +62,9 @@ async def test_a_chunked_body_over_the_limit_is_413(small: World) -> None:
 
 
 async def test_a_body_within_the_limit_passes(small: World) -> None:
-    response = await small.client.post(
-        "/token", data={"grant_type": "password", "username": "a", "password": "p" * 100}
-    )
+    # Most of the 4 KiB, to a grant that hashes nothing (a loaded machine, a 1 s deadline).
+    form = {"grant_type": "refresh_token", "refresh_token": "r" * 3900}
+    response = await small.client.post("/token", data=form)
     assert response.status_code == 400
     assert response.json()["error"] == "invalid_grant"
 
@@ -87,6 +87,7 @@ async def test_a_slow_handler_is_stopped_with_503(small: World) -> None:
     small.app.include_router(router)
     response = await small.client.get("/slow")
     assert_problem(response, 503, "timeout")
+    assert response.headers["retry-after"] == "5"
     assert not finished.is_set()  # cancelled at the deadline, not answered after its sleep
     assert (await small.client.get("/health")).status_code == 200
 
@@ -107,7 +108,7 @@ async def test_a_started_stream_may_outlast_the_deadline(small: World) -> None:
 
     async def slowly() -> AsyncIterator[bytes]:
         for part in (b"one,", b"two,", b"three"):
-            await asyncio.sleep(0.15)  # 0.45 s in all, past the 0.2 s deadline
+            await asyncio.sleep(0.5)  # 1.5 s in all, past the 1 s deadline
             yield part
 
     @router.get("/export")
@@ -140,8 +141,10 @@ async def test_over_a_real_socket_limits_are_never_a_500(settings: Settings, htt
             + b"0\r\n\r\n"
         )
         chunked_response = await asyncio.to_thread(raw_request, port, chunked)
-    assert all(status in (400, 431) for status in statuses.values()), statuses
-    assert statuses[20_000] == 431  # the app's own limit, whatever the HTTP parser
+    # 20 kB is the app's own limit whatever the parser; beyond h11's buffer for an incomplete
+    # head, h11 answers 400 itself, while httptools reads any head and leaves it to the app.
+    bounded = 400 if http == "h11" else 431
+    assert statuses == {20_000: 431, 200_000: bounded, 2_000_000: bounded}
     assert status_of(chunked_response) == 413
     assert b"application/problem+json" in chunked_response
 

@@ -1,6 +1,7 @@
 """The middleware stack of the app, outermost first:
 
-request context (id, headers, access log, metrics) -> trusted hosts -> CORS -> input limits.
+request context (id, headers, access log, metrics) -> trusted hosts -> CORS -> a WebSocket's
+first-message token -> input limits.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from api.middleware.limits import LimitsMiddleware
 from api.middleware.request_context import RequestContextMiddleware
 from api.middleware.security_headers import CONSOLE_CSP, WEB_CSP, SecurityHeaders
 from api.middleware.trusted_host import TrustedHostMiddleware
+from api.middleware.websocket_auth import FirstMessageAuth
 from api.web import CONSOLE_PATH, DOCS_PATH
 from config.settings import Environment, Settings
 from policies.rate_limit import request_client_ip
@@ -41,6 +43,7 @@ def install_middleware(app: FastAPI, settings: Settings, metrics: Metrics) -> No
         header_limit=settings.header_limit_bytes,
         timeout=settings.request_timeout,
     )
+    app.add_middleware(FirstMessageAuth)  # inside the host check: nothing accepted before it
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
