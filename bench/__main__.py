@@ -8,9 +8,12 @@ and never refuses). Servers:
 
   bare            FastAPI with one route and no middleware (the framework's floor)
   embedded        `tenantgate serve` on the embedded defaults: SQLite, in-process guard store
-  sqlite+redis    SQLite with TENANTGATE_REDIS_URL (as in production, one worker)
-  postgres+redis  PostgreSQL and Redis, as in production (TENANTGATE_BENCH_POSTGRES_URL)
-  2 workers       sqlite+redis with `--workers 2`
+                  and report cache
+  sqlite+redis    SQLite with TENANTGATE_REDIS_URL (as in production, one worker); reports
+                  computed by the database on every request (no report cache)
+  postgres+redis  PostgreSQL and Redis, as in production (TENANTGATE_BENCH_POSTGRES_URL); reports
+                  computed every time
+  2 workers       sqlite+redis with `--workers 2`, reports cached in Redis
   no limiter      the embedded app with a guard store that admits without counting
   baseline        decode HS256, load the user with the ORM, then query (bench/baseline.py)
 
@@ -58,6 +61,7 @@ REQUESTS = int(os.environ.get("BENCH_REQUESTS", "10000"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "32"))
 ROUNDS = 4  # each row's requests are run in this many slices, the rows taking turns
 WARMUP = 200  # requests before each slice, not measured
+NO_REPORT_CACHE = "TENANTGATE_REPORT_CACHE_TTL"  # set to 0: reports computed every time
 CREATE_BODY = json.dumps(
     {"sku": "B-{n}", "name": "Bench item", "category": "bench", "price": "1.25", "quantity": 1}
 )
@@ -134,7 +138,12 @@ def login(backend: Backend, port: int, password: str) -> None:
     backend.tokens[BULK] = access_token(port, BULK_EMAIL, password, BULK)
 
 
-def data_rows(label: str, port: int, backend: Backend) -> list[Target]:
+def report_row(label: str, port: int, backend: Backend) -> Target:
+    path = f"/v1/tenants/{BULK}/reports/inventory"
+    return Target(f"inventory report (10,000 items), {label}", port, path, backend.tokens[BULK])
+
+
+def data_rows(label: str, port: int, backend: Backend, *, cached: bool) -> list[Target]:
     token = backend.tokens[TENANT]
     base = f"/v1/tenants/{TENANT}"
     return [
@@ -149,12 +158,7 @@ def data_rows(label: str, port: int, backend: Backend) -> list[Target]:
             body=CREATE_BODY,
             expect=201,
         ),
-        Target(
-            f"inventory report (10,000 items), {label}",
-            port,
-            f"/v1/tenants/{BULK}/reports/inventory",
-            backend.tokens[BULK],
-        ),
+        report_row(f"{label}, {'cached' if cached else 'computed'}", port, backend),
     ]
 
 
@@ -203,7 +207,7 @@ def measure() -> tuple[list[Target], str]:
             Target("bare FastAPI /health", bare, "/health"),
             Target("/health", embedded, "/health"),
             Target("/v1/me, embedded", embedded, "/v1/me", sqlite.tokens[TENANT]),
-            *data_rows("embedded", embedded, sqlite),
+            *data_rows("embedded", embedded, sqlite, cached=True),
         ]
         unlimited = servers.enter_context(
             server(uvicorn("bench.variants:without_limiter"), sqlite.env, log)
@@ -214,19 +218,27 @@ def measure() -> tuple[list[Target], str]:
             servers.callback(_forget_prefix, redis_url, prefix)
             redis_env = {"TENANTGATE_REDIS_URL": redis_url, "TENANTGATE_REDIS_PREFIX": prefix}
             sqlite_redis = {**sqlite.env, **redis_env}
-            on_redis = servers.enter_context(server(tenantgate_serve(), sqlite_redis, log))
+            # The report rows of these servers measure the database's aggregate: no cache.
+            uncached = {**sqlite_redis, NO_REPORT_CACHE: "0"}
+            on_redis = servers.enter_context(server(tenantgate_serve(), uncached, log))
             token = sqlite.tokens[TENANT]
             targets.append(Target("/v1/me, Redis", on_redis, "/v1/me", token))
-            targets += data_rows("SQLite + Redis", on_redis, sqlite)
+            targets += data_rows("SQLite + Redis", on_redis, sqlite, cached=False)
             two = servers.enter_context(server(tenantgate_serve(2), sqlite_redis, log))
             targets.append(Target("item read, SQLite + Redis, 2 workers", two, item, token))
+            targets.append(report_row("SQLite + Redis, 2 workers, cached", two, sqlite))
             if postgres_url:
                 postgres = prepare(postgres_url, base_env, password)
-                pg_env = {**postgres.env, **redis_env, "TENANTGATE_REDIS_PREFIX": prefix + "pg"}
+                pg_env = {
+                    **postgres.env,
+                    **redis_env,
+                    "TENANTGATE_REDIS_PREFIX": prefix + "pg",
+                    NO_REPORT_CACHE: "0",
+                }
                 servers.callback(_forget_prefix, redis_url, prefix + "pg")
                 on_postgres = servers.enter_context(server(tenantgate_serve(), pg_env, log))
                 login(postgres, on_postgres, password)
-                targets += data_rows("PostgreSQL + Redis", on_postgres, postgres)
+                targets += data_rows("PostgreSQL + Redis", on_postgres, postgres, cached=False)
         baseline_env = {**sqlite.env, SECRET_ENV: secret}
         baseline = servers.enter_context(
             server(uvicorn("bench.baseline:create"), baseline_env, log)
