@@ -187,8 +187,14 @@ class ServerProcess:
         self.stderr_path = cwd / "server.log"
         self._stderr = self.stderr_path.open("wb")
         command = [TENANTGATE, "serve", "--port", str(self.port), *args]
+        # A session of its own: stop() can then end uvicorn's worker processes with it.
         self.process = subprocess.Popen(
-            command, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=self._stderr
+            command,
+            env=env,
+            cwd=cwd,
+            stdout=subprocess.DEVNULL,
+            stderr=self._stderr,
+            start_new_session=True,
         )
 
     def wait_ready(self, timeout: float = 30.0) -> None:
@@ -215,8 +221,11 @@ class ServerProcess:
             self._stderr.close()
 
     def stop(self) -> None:
+        """Kill the server and every worker it spawned (killing the supervisor alone would
+        leave its workers running, orphaned, for the rest of the machine's life)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
         if self.process.poll() is None:
-            self.process.kill()
             self.process.wait(10)
         self._stderr.close()
 

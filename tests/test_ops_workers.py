@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import time
 from pathlib import Path
 
 import httpx
@@ -171,3 +172,30 @@ def _read_response(sock: socket.socket) -> bytes:
         if lengths and len(rest) >= lengths[0]:
             break
     return data
+
+
+def test_stopping_a_server_ends_its_workers_too(tmp_path: Path) -> None:
+    """A killed supervisor alone would leave its workers running, orphaned, on the machine."""
+    url = f"sqlite+aiosqlite:///{tmp_path}/tenantgate.db"
+    upgrade(make_settings(url))
+    server = ServerProcess(server_env(url), "--workers", "2", cwd=tmp_path)
+    try:
+        server.wait_ready()
+        workers = server.worker_pids(2)
+    finally:
+        server.stop()
+    deadline = time.monotonic() + 10
+    alive = workers
+    while alive and time.monotonic() < deadline:
+        alive = [pid for pid in workers if _running(pid)]
+        time.sleep(0.05)
+    assert alive == [], "workers outlived their server"
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie waiting for its parent to reap it."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "\nState:\tZ" not in status
