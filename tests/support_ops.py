@@ -191,7 +191,7 @@ class ServerProcess:
             command, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=self._stderr
         )
 
-    def wait_ready(self, timeout: float = 30.0) -> None:
+    def wait_ready(self, timeout: float = 90.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
