@@ -172,6 +172,9 @@ def server_env(database_url: str, **extra: str) -> dict[str, str]:
             "TENANTGATE_AUDIENCE": "tenantgate-test",
             "TENANTGATE_ARGON2_TIME_COST": "1",
             "TENANTGATE_ARGON2_MEMORY_COST": "1024",
+            # The PostgreSQL of the test machine is shared (100 connections): a burst must wait
+            # for a pooled connection, not take 40 per worker.
+            "TENANTGATE_DATABASE_POOL_SIZE": "3",
             **extra,
         }
     )
