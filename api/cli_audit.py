@@ -186,7 +186,7 @@ def audit_verify(tenant: TenantArgument) -> None:
 
 
 async def record_cli(
-    connection: AsyncConnection, action: str, tenant: str, target: str, **details: str
+    connection: AsyncConnection, action: str, tenant: str | None, target: str, **details: str
 ) -> None:
     """Audit a change made from this command line (actor `system`/`cli`; no request context).
     A role in `details` also records the scopes it grants."""

@@ -10,39 +10,53 @@ import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.exceptions import RequestValidationError, WebSocketRequestValidationError
+from fastapi.responses import JSONResponse, Response
 from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import HTTPConnection
 from starlette.routing import compile_path
 
+from api.conditional import NotModified
 from api.metrics import record_auth_failure
 from api.schemas.common import NUL_ERROR, NUL_MESSAGE
 from auth.errors import InvalidToken, MissingToken, OAuthError
 from policies.audit import record_access_denied, record_login_throttled, record_rate_limited
 from policies.errors import (
+    ClientLimitReached,
     GuardStateUnavailable,
     InsufficientScope,
     LastOwner,
     PasswordRejected,
     PrivilegeEscalation,
+    RateLimitBeyondPlan,
     RateLimited,
+    SelfManagementRefused,
     TenantNotFound,
     TenantSuspended,
 )
-from storage.errors import Conflict, InvalidText, NotFound, PreconditionFailed
+from storage.errors import (
+    CommitUnknown,
+    Conflict,
+    DatabaseUnavailable,
+    InvalidText,
+    NotFound,
+    PreconditionFailed,
+)
 
 log = logging.getLogger("tenantgate.errors")
 
 PROBLEM_TYPE_BASE = "urn:tenantgate:problem:"
 REALM = 'Bearer realm="tenantgate"'
+# Seconds a client should wait after a 503 for an unreachable database.
+DATABASE_RETRY_AFTER = "2"
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 # Every 503 says when to come back (docs/problems.md): a dependency or the service is busy.
 RETRY_LATER = {"Retry-After": "5"}
 
 
 def problem(
-    request: Request,
+    request: HTTPConnection,
     status: int,
     kind: str,
     title: str,
@@ -145,6 +159,42 @@ async def _last_owner(request: Request, error: Exception) -> JSONResponse:
     return problem(request, 409, "last-owner", "The last owner must stay", str(error))
 
 
+async def _client_limit(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, ClientLimitReached)
+    return problem(
+        request,
+        409,
+        "client-limit-reached",
+        "Client limit reached",
+        str(error),
+        plan=error.plan,
+        limit=error.limit,
+    )
+
+
+async def _rate_limit_beyond_plan(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, RateLimitBeyondPlan)
+    return problem(
+        request,
+        422,
+        "rate-limit-beyond-plan",
+        "Rate limit beyond the plan",
+        str(error),
+        plan=error.plan,
+    )
+
+
+async def _self_management(request: Request, error: Exception) -> JSONResponse:
+    return problem(
+        request,
+        403,
+        "self-management-refused",
+        "A client cannot manage itself",
+        str(error),
+        headers={"WWW-Authenticate": REALM},
+    )
+
+
 async def _password_rejected(request: Request, error: Exception) -> JSONResponse:
     return problem(request, 400, "password-rejected", "Password change refused", str(error))
 
@@ -188,6 +238,42 @@ async def _guard_state_unavailable(request: Request, _: Exception) -> JSONRespon
     )
 
 
+async def _database_unavailable(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, DatabaseUnavailable)
+    unknown = isinstance(error, CommitUnknown)
+    # One line for operators; the reason names the failure, never a statement or a parameter.
+    log.error(
+        "database unavailable on %s %s: %s",
+        request.method,
+        request.url.path,
+        error,
+        extra={"commit_unknown": unknown},
+    )
+    headers = {"Retry-After": DATABASE_RETRY_AFTER}
+    if request.url.path in OAUTH_ENDPOINTS:
+        description = "the service cannot reach its database; retry shortly"
+        body = {"error": "temporarily_unavailable", "error_description": description}
+        return JSONResponse(body, status_code=503, headers={**NO_STORE, **headers})
+    if unknown:
+        return problem(
+            request,
+            503,
+            "commit-unknown",
+            "Outcome unknown",
+            "the database connection failed while the change was being committed; it may or "
+            "may not have been stored: read it back before retrying",
+            headers=headers,
+        )
+    return problem(
+        request,
+        503,
+        "database-unavailable",
+        "Database unavailable",
+        "the database cannot be reached right now; nothing was changed, retry shortly",
+        headers=headers,
+    )
+
+
 async def _oauth(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, OAuthError)
     if error.retry_after is not None and error.status is None:
@@ -221,7 +307,7 @@ async def _invalid_text(request: Request, error: Exception) -> JSONResponse:
 
 
 async def _validation(request: Request, error: Exception) -> JSONResponse:
-    assert isinstance(error, RequestValidationError)
+    assert isinstance(error, RequestValidationError | WebSocketRequestValidationError)
     if any(e.get("type") == NUL_ERROR for e in error.errors()):
         return problem(request, 400, "invalid-text", "Invalid text", NUL_MESSAGE)
     # Never echo the input back: it may hold a password or a token.
@@ -263,12 +349,18 @@ def allowed_methods(request: Request) -> list[str]:
     return sorted(methods)
 
 
+async def _not_modified(request: Request, error: Exception) -> Response:
+    assert isinstance(error, NotModified)
+    return Response(status_code=304, headers={"ETag": error.etag})
+
+
 async def _unexpected(request: Request, error: Exception) -> JSONResponse:
+    method = request.scope.get("method", "WS")
     # exc_info: the JSON formatter logs the type and the frames, never the message.
     log.error(
         "unhandled %s on %s %s",
         type(error).__name__,
-        request.method,
+        method,
         request.url.path,
         exc_info=(type(error), error, error.__traceback__),
     )
@@ -282,17 +374,23 @@ def install_error_handlers(app: FastAPI) -> None:
         InsufficientScope: _insufficient_scope,
         PrivilegeEscalation: _privilege_escalation,
         LastOwner: _last_owner,
+        ClientLimitReached: _client_limit,
+        RateLimitBeyondPlan: _rate_limit_beyond_plan,
+        SelfManagementRefused: _self_management,
         PasswordRejected: _password_rejected,
         TenantNotFound: _tenant_not_found,
         TenantSuspended: _tenant_suspended,
         RateLimited: _rate_limited,
         GuardStateUnavailable: _guard_state_unavailable,
+        DatabaseUnavailable: _database_unavailable,
         OAuthError: _oauth,
         NotFound: _not_found,
         Conflict: _conflict,
         PreconditionFailed: _precondition,
         InvalidText: _invalid_text,
         RequestValidationError: _validation,
+        WebSocketRequestValidationError: _validation,
+        NotModified: _not_modified,
         StarletteHTTPException: _http,
         Exception: _unexpected,
     }

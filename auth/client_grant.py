@@ -66,6 +66,7 @@ class ClientCredentialsGrant:
         scopes = narrow(parse_scope(scope), client.record.scopes)
         # Signed with the revision read above: a secret rotation or a deletion committed since
         # cuts that revision off, so such a token is refused like any older one.
+        await self._keyring.refresh_if_stale()
         access, claims = issue(
             self._keyring,
             issuer=settings.issuer,

@@ -53,8 +53,8 @@ async def test_verify_then_tamper(world: World) -> None:
     await activity(world)
     ok = await run(world, "audit", "verify", "acme")
     assert ok.exit_code == 0, ok.output
-    last = (await trail(world, "acme"))[-1].hash
-    assert ok.stdout.strip() == f"audit chain acme: ok, 3 events verified, last hash {last}"
+    last = (await trail(world, "acme"))[-1]
+    assert ok.stdout.strip() == f"audit chain acme: ok, 3 events verified, last hash {last.hash}"
     platform = await run(world, "audit", "verify", "_platform")
     assert platform.exit_code == 0
     assert "1 events verified" in platform.stdout

@@ -194,6 +194,7 @@ COMPOSE_SAMPLE = {
     "POSTGRES_PASSWORD": "sample-password",
     "TENANTGATE_ISSUER": "https://api.example.com",
     "TENANTGATE_ALLOWED_HOSTS": "api.example.com,localhost",
+    "TENANTGATE_SYSTEM_SECRET": "a-sample-secret-of-32-or-more-characters",
 }
 
 

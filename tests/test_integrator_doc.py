@@ -65,7 +65,8 @@ async def _seed(settings: Settings) -> dict[str, dict[str, str]]:
     made: dict[str, dict[str, str]] = {}
     try:
         async with database.write() as connection:
-            await accounts.create_tenant(connection, "acme", "Acme", "free")
+            # pro: 600/minute per principal, so the client limit of 2/second below lowers it.
+            await accounts.create_tenant(connection, "acme", "Acme", "pro")
             for name, scopes in SEED.items():
                 record, secret = await create_client(
                     connection,

@@ -76,6 +76,7 @@ async def test_the_listed_series_with_exact_counts(world: World) -> None:
     assert value(samples, "tenantgate_rate_limit_decisions_total", decision="allowed") == 3
     assert value(samples, "tenantgate_limiter_fallback_admissions_total") == 0
     assert value(samples, "tenantgate_limiter_degraded") == 0
+    assert value(samples, "tenantgate_limiter_breaker_trips_total") == 0
 
 
 async def test_labels_stay_bounded(world: World) -> None:
@@ -121,6 +122,7 @@ async def test_limiter_fallback_is_visible(database_url: str) -> None:
     assert value(samples, "tenantgate_limiter_degraded") == 1
     # The sign-in's count and both admissions were decided without Redis.
     assert value(samples, "tenantgate_limiter_fallback_admissions_total") == 3
+    assert value(samples, "tenantgate_limiter_breaker_trips_total") == 1
     assert value(samples, "tenantgate_rate_limit_decisions_total", decision="allowed") == 2
 
 

@@ -168,8 +168,10 @@ def test_ipv6_clients_are_counted_per_64() -> None:
     assert ip_bucket("2001:db8:1:2:aaaa::1") == ip_bucket("2001:db8:1:2:bbbb::2")
     assert ip_bucket("2001:db8:1:2::1") != ip_bucket("2001:db8:1:3::1")
     assert ip_bucket("198.51.100.1") == "198.51.100.1"
-    assert username_key(" Bob@Acme.TEST ") == username_key("bob@acme.test")
-    assert "bob" not in username_key("bob@acme.test")
+    key = b"k" * 32
+    assert username_key(" Bob@Acme.TEST ", key) == username_key("bob@acme.test", key)
+    assert "bob" not in username_key("bob@acme.test", key)
+    assert username_key("bob@acme.test", key) != username_key("bob@acme.test", b"j" * 32)
 
 
 def test_bad_trusted_proxy_fails_start_up(settings: Any) -> None:

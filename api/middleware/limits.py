@@ -125,6 +125,7 @@ class LimitsMiddleware:
         if detail is None:
             limit = self.header_limit if status == 431 else self.body_limit
             detail = f"the limit is {limit} bytes"
+        # A timeout is worth retrying; the input limits are not.
         headers = RETRY_LATER if status == 503 else None
         response = problem(Request(scope), status, kind, title, detail, headers=headers)
         await response(scope, receive, send)

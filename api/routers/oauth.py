@@ -24,6 +24,7 @@ from auth.errors import OAuthError
 from auth.grants import revoke_family
 from auth.revocation import access_claims, access_token_revoked, live_refresh_token
 from auth.tokens import AccessClaims, TokenVerifier
+from policies.attempt_limits import limit_client_attempt
 from policies.audit import record_token_revoked
 from policies.errors import GuardStateUnavailable
 from policies.guard_sync import revoke_token
@@ -55,6 +56,8 @@ async def _caller_and_token(
 ) -> tuple[AuthenticatedClient, str, AccessClaims | None]:
     """Authenticate the caller, require `token`, and read it if it is a valid access token."""
     credentials = parse_credentials(request.headers.get("authorization"), client_id, client_secret)
+    if credentials is not None and credentials.secret is not None:
+        await limit_client_attempt(request, credentials.client_id)
     caller = await authenticate(connection, credentials, allow_public=allow_public)
     if not token:
         raise OAuthError("invalid_request", "the `token` parameter is required")

@@ -15,6 +15,7 @@ from auth.clients import parse_credentials
 from auth.errors import OAuthError
 from auth.grants import FIRST_PARTY_CLIENT_ID, Grants, TokenResponse
 from auth.keys import KeyRing
+from policies.attempt_limits import limit_client_attempt
 from policies.audit import request_context
 from policies.rate_limit import limit_login
 
@@ -63,12 +64,15 @@ async def token(
         request.app.state.settings, request.app.state.database, request.app.state.keyring
     )
     if grant_type == "client_credentials":
+        if credentials is not None:
+            await limit_client_attempt(request, credentials.client_id)
         return _token_response(
             await client_grant.issue(credentials, scope, request_context(request))
         )
     if credentials is not None and credentials.client_id != FIRST_PARTY_CLIENT_ID:
         # RFC 6749 section 5.2: a client that authenticates is authenticated first; only then
-        # is it told what is wrong with its request.
+        # is it told what is wrong with its request. Each attempt counts like a sign-in.
+        await limit_client_attempt(request, credentials.client_id)
         await client_grant.authenticate(credentials, grant_type or "", request_context(request))
         _supported(grant_type)
         # Third-party clients never see a password (RFC 9700 2.4): they use client_credentials.
