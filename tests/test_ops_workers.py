@@ -19,9 +19,6 @@ from storage.migrate import upgrade
 from tests.support import make_settings
 from tests.support_ops import ServerProcess, server_env, status_of
 
-# Worker-process servers one at a time (they are CPU-heavy, some add CPU load on purpose).
-pytestmark = pytest.mark.xdist_group("worker-processes")
-
 PASSWORD = "Workers-Pa55word-qv"
 # With the other tests that start several server processes: one at a time on this machine.
 pytestmark = pytest.mark.xdist_group("server-processes")

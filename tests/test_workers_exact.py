@@ -21,8 +21,9 @@ from tests.support import TEST_ISSUER, World, bearer, make_settings
 from tests.support_ops import ServerProcess, server_env
 from tests.support_redis import free_port
 
-# Worker-process servers one at a time (they are CPU-heavy, some add CPU load on purpose).
-pytestmark = pytest.mark.xdist_group("worker-processes")
+# With the other tests that start several server processes: one at a time on this machine
+# (they are CPU-heavy; some add CPU load on purpose).
+pytestmark = pytest.mark.xdist_group("server-processes")
 
 ROOT = Path(__file__).resolve().parent.parent
 PLANS = {"free": {"principal": "5/minute", "tenant": "7/minute"}}
