@@ -111,7 +111,9 @@ async def test_burst_across_two_workers_is_exact(
         "TENANTGATE_AUDIENCE": settings.audience,
         "TENANTGATE_PLAN_LIMITS": json.dumps(PLANS),
         "TENANTGATE_WORKERS": "2",
-        "TENANTGATE_DATABASE_POOL_SIZE": "3",  # a shared PostgreSQL: see tests/support_ops.py
+        "TENANTGATE_DATABASE_POOL_SIZE": "8",  # a shared PostgreSQL: see tests/support_ops.py
+        "TENANTGATE_DATABASE_CONNECT_TIMEOUT": "20",
+        "TENANTGATE_DATABASE_TIMEOUT": "20",
         # Exactness of Redis itself: no call may fall back to a worker's own share here.
         "TENANTGATE_REDIS_TIMEOUT": "5",
     }
