@@ -70,6 +70,9 @@ def serve(settings: Settings, options: ServeOptions) -> None:
             shutil.rmtree(created, ignore_errors=True)
 
 
+WORKER_HEALTHCHECK_SECONDS = 30
+
+
 def _run(settings: Settings, options: ServeOptions) -> None:
     import uvicorn  # here, not at import: every other CLI command would pay for it
 
@@ -84,4 +87,7 @@ def _run(settings: Settings, options: ServeOptions) -> None:
         access_log=False,  # tenantgate.access writes one JSON line per request instead
         h11_max_incomplete_event_size=settings.header_limit_bytes + REQUEST_LINE_ALLOWANCE,
         timeout_graceful_shutdown=options.shutdown_grace,
+        # uvicorn kills a worker that does not answer its ping within this; 5 s (its default)
+        # is shorter than a worker's start-up on a busy 2-core machine: an endless restart loop.
+        timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
     )
