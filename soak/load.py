@@ -79,9 +79,14 @@ class User:
         if time.monotonic() - self.signed_at > 25:
             await self.refresh()
         url = f"/v1/tenants/{self.slug}{path}"
-        response = await self.call(route, method, url, headers=self.headers(), **kwargs)
+        extra = kwargs.pop("headers", {})
+        response = await self.call(
+            route, method, url, headers={**self.headers(), **extra}, **kwargs
+        )
         if response.status_code == 401 and await self.sign_in():
-            response = await self.call(route, method, url, headers=self.headers(), **kwargs)
+            response = await self.call(
+                route, method, url, headers={**self.headers(), **extra}, **kwargs
+            )
         return response
 
     async def refresh(self) -> None:

@@ -50,14 +50,14 @@ class Service:
         )
 
     def worker_pids(self) -> list[int]:
-        """The worker processes (uvicorn's supervisor spawns them; skip helper processes)."""
+        """The worker processes (uvicorn's supervisor spawns them; not its resource tracker)."""
         children = subprocess.run(
             ["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True, check=False
         ).stdout.split()
         pids = []
         for pid in map(int, children):
-            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
-            if b"resource_tracker" not in command:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes()
+            if b"spawn_main" in command and b"resource_tracker" not in command:
                 pids.append(pid)
         return sorted(pids)
 
