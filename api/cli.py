@@ -291,6 +291,7 @@ def clients_create(
 ) -> None:
     """Create a client for the client_credentials grant; its secret is printed once."""
     from auth.clients import create_client
+    from policies.client_rules import require_room
     from policies.scopes import TENANT_SCOPES
 
     unknown = sorted(set(scope) - TENANT_SCOPES)
@@ -299,6 +300,7 @@ def clients_create(
 
     async def work(database: Database) -> tuple[str, str]:
         async with database.write() as connection:
+            await require_room(connection, tenant)
             record, secret = await create_client(
                 connection,
                 tenant=tenant,
@@ -326,10 +328,12 @@ def clients_create(
     )
 
 
+from api.cli_access import access_app  # noqa: E402 - with the others
 from api.cli_audit import audit_app, record_cli, scopes_app  # noqa: E402 - with the others
 
 app.add_typer(scopes_app, name="scopes")
 app.add_typer(audit_app, name="audit")
+app.add_typer(access_app, name="access")
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ import typer
 from sqlalchemy.exc import SQLAlchemyError
 
 from config.settings import get_settings
+from policies.plans import configure_plans
 from storage.database import Database
 from storage.errors import Conflict, DatabaseUnavailable, NotFound
 
@@ -20,7 +21,9 @@ def run_with_database(work: Callable[[Database], Awaitable[T]]) -> T:
     """Exit 1 on a conflict or a missing row, 2 when the database cannot be used."""
 
     async def run() -> T:
-        database = Database(get_settings())
+        settings = get_settings()
+        configure_plans(settings.plan_limits)  # the plan table the server would use
+        database = Database(settings)
         try:
             return await work(database)
         finally:

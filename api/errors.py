@@ -10,20 +10,28 @@ import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.exceptions import RequestValidationError, WebSocketRequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import HTTPConnection
+from starlette.routing import compile_path
 
+from api.conditional import NotModified
 from api.metrics import record_auth_failure
+from api.schemas.common import NUL_ERROR, NUL_MESSAGE
 from auth.errors import InvalidToken, MissingToken, OAuthError
 from policies.audit import record_access_denied, record_login_throttled, record_rate_limited
 from policies.errors import (
+    ClientLimitReached,
     GuardStateUnavailable,
     InsufficientScope,
     LastOwner,
     PasswordRejected,
     PrivilegeEscalation,
+    RateLimitBeyondPlan,
     RateLimited,
+    SelfManagementRefused,
     TenantNotFound,
     TenantSuspended,
 )
@@ -40,13 +48,13 @@ log = logging.getLogger("tenantgate.errors")
 
 PROBLEM_TYPE_BASE = "urn:tenantgate:problem:"
 REALM = 'Bearer realm="tenantgate"'
-# Seconds a client should wait after a 503 for an unreachable database.
-DATABASE_RETRY_AFTER = "2"
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+# Every 503 says when to come back (docs/problems.md): a dependency or the service is busy.
+RETRY_LATER = {"Retry-After": "5"}
 
 
 def problem(
-    request: Request,
+    request: HTTPConnection,
     status: int,
     kind: str,
     title: str,
@@ -77,6 +85,7 @@ def oauth_error(error: OAuthError) -> JSONResponse:
     if error.retry_after is not None:
         status = 429
         headers["Retry-After"] = str(error.retry_after)
+    status = error.status or status
     body = {"error": error.error, "error_description": error.description}
     return JSONResponse(body, status_code=status, headers=headers)
 
@@ -148,6 +157,42 @@ async def _last_owner(request: Request, error: Exception) -> JSONResponse:
     return problem(request, 409, "last-owner", "The last owner must stay", str(error))
 
 
+async def _client_limit(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, ClientLimitReached)
+    return problem(
+        request,
+        409,
+        "client-limit-reached",
+        "Client limit reached",
+        str(error),
+        plan=error.plan,
+        limit=error.limit,
+    )
+
+
+async def _rate_limit_beyond_plan(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, RateLimitBeyondPlan)
+    return problem(
+        request,
+        422,
+        "rate-limit-beyond-plan",
+        "Rate limit beyond the plan",
+        str(error),
+        plan=error.plan,
+    )
+
+
+async def _self_management(request: Request, error: Exception) -> JSONResponse:
+    return problem(
+        request,
+        403,
+        "self-management-refused",
+        "A client cannot manage itself",
+        str(error),
+        headers={"WWW-Authenticate": REALM},
+    )
+
+
 async def _password_rejected(request: Request, error: Exception) -> JSONResponse:
     return problem(request, 400, "password-rejected", "Password change refused", str(error))
 
@@ -187,7 +232,7 @@ async def _guard_state_unavailable(request: Request, _: Exception) -> JSONRespon
         "state-store-unavailable",
         "Change not possible right now",
         "the shared state store is unreachable, nothing was changed; retry shortly",
-        headers={"Retry-After": "5"},
+        headers=RETRY_LATER,
     )
 
 
@@ -202,7 +247,7 @@ async def _database_unavailable(request: Request, error: Exception) -> JSONRespo
         error,
         extra={"commit_unknown": unknown},
     )
-    headers = {"Retry-After": DATABASE_RETRY_AFTER}
+    headers = dict(RETRY_LATER)
     if request.url.path in OAUTH_ENDPOINTS:
         description = "the service cannot reach its database; retry shortly"
         body = {"error": "temporarily_unavailable", "error_description": description}
@@ -229,7 +274,7 @@ async def _database_unavailable(request: Request, error: Exception) -> JSONRespo
 
 async def _oauth(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, OAuthError)
-    if error.retry_after is not None:
+    if error.retry_after is not None and error.status is None:
         await record_login_throttled(request)
     record_auth_failure(request, "token", error.error)
     return oauth_error(error)
@@ -260,7 +305,9 @@ async def _invalid_text(request: Request, error: Exception) -> JSONResponse:
 
 
 async def _validation(request: Request, error: Exception) -> JSONResponse:
-    assert isinstance(error, RequestValidationError)
+    assert isinstance(error, RequestValidationError | WebSocketRequestValidationError)
+    if any(e.get("type") == NUL_ERROR for e in error.errors()):
+        return problem(request, 400, "invalid-text", "Invalid text", NUL_MESSAGE)
     # Never echo the input back: it may hold a password or a token.
     errors = [
         {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
@@ -281,13 +328,40 @@ async def _http(request: Request, error: Exception) -> JSONResponse:
     kind = {404: "not-found", 405: "method-not-allowed", 413: "payload-too-large"}.get(
         error.status_code, "http-error"
     )
-    return problem(
-        request, error.status_code, kind, str(error.detail), headers=dict(error.headers or {})
-    )
+    headers = dict(error.headers or {})
+    if error.status_code == 405:
+        # The router names the methods of the first route matching the path only; RFC 9110
+        # 15.5.6 wants all of the resource's.
+        headers["Allow"] = ", ".join(allowed_methods(request))
+    return problem(request, error.status_code, kind, str(error.detail), headers=headers)
+
+
+def allowed_methods(request: Request) -> list[str]:
+    path = request.scope.get("path", "")
+    methods = {
+        method
+        for route in iter_route_contexts(request.app.routes)
+        if route.path and compile_path(route.path)[0].match(path)
+        for method in route.methods or ()
+    }
+    return sorted(methods)
+
+
+async def _not_modified(request: Request, error: Exception) -> Response:
+    assert isinstance(error, NotModified)
+    return Response(status_code=304, headers={"ETag": error.etag})
 
 
 async def _unexpected(request: Request, error: Exception) -> JSONResponse:
-    log.error("unhandled %s on %s %s", type(error).__name__, request.method, request.url.path)
+    method = request.scope.get("method", "WS")
+    # exc_info: the JSON formatter logs the type and the frames, never the message.
+    log.error(
+        "unhandled %s on %s %s",
+        type(error).__name__,
+        method,
+        request.url.path,
+        exc_info=(type(error), error, error.__traceback__),
+    )
     return problem(request, 500, "internal-error", "Internal error")
 
 
@@ -298,6 +372,9 @@ def install_error_handlers(app: FastAPI) -> None:
         InsufficientScope: _insufficient_scope,
         PrivilegeEscalation: _privilege_escalation,
         LastOwner: _last_owner,
+        ClientLimitReached: _client_limit,
+        RateLimitBeyondPlan: _rate_limit_beyond_plan,
+        SelfManagementRefused: _self_management,
         PasswordRejected: _password_rejected,
         TenantNotFound: _tenant_not_found,
         TenantSuspended: _tenant_suspended,
@@ -310,6 +387,8 @@ def install_error_handlers(app: FastAPI) -> None:
         PreconditionFailed: _precondition,
         InvalidText: _invalid_text,
         RequestValidationError: _validation,
+        WebSocketRequestValidationError: _validation,
+        NotModified: _not_modified,
         StarletteHTTPException: _http,
         Exception: _unexpected,
     }

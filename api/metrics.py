@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any, cast
@@ -24,6 +24,7 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from prometheus_client.core import GaugeMetricFamily, Metric
 
 from storage.guard_failover import FailoverGuardStore
 from storage.guard_state import Outcome, Verdict
@@ -40,6 +41,8 @@ DECISIONS = {
     Outcome.UNKNOWN_TENANT: "unknown_tenant",
 }
 _LABEL = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+REPORT_CACHE = "tenantgate_report_cache_lookups"
+REPORT_CACHE_RESULTS = ("hit", "miss", "bypass")
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
@@ -120,6 +123,39 @@ class Metrics:
             ("grant_type",),
             registry=own,
         )
+        self.report_cache = Counter(
+            REPORT_CACHE,
+            "Report reads by cache result: hit (served from the cache), miss (computed and "
+            "stored), bypass (computed; the cache was unusable)",
+            ("result",),
+            registry=own,
+        )
+        self.audit_streams = Gauge(
+            "tenantgate_audit_streams",
+            "Open audit streams (WebSocket), summed over live workers",
+            registry=own,
+            multiprocess_mode="livesum",
+        )
+        self.audit_stream_closes = Counter(
+            "tenantgate_audit_stream_closes",
+            "Audit streams ended, by reason: client, expired, revoked, suspended, slow, "
+            "shutdown, error",
+            ("reason",),
+            registry=own,
+        )
+        self.audit_deliveries = Counter(
+            "tenantgate_audit_stream_deliveries",
+            "Audit events handed to this worker's streams, by where the event came from: "
+            "this_worker, other_worker (Redis), database (the poll found it)",
+            ("origin",),
+            registry=own,
+        )
+        source = (
+            multiprocess.MultiProcessCollector(None).collect  # type: ignore[no-untyped-call]
+            if self.multiprocess
+            else self.report_cache.collect
+        )
+        self.registry.register(HitRatio(source))
         self._http_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self._seen_fallback = 0
         self._seen_trips = 0
@@ -160,6 +196,15 @@ class Metrics:
     def token_issued(self, grant_type: str) -> None:
         self.tokens_issued.labels(bounded(grant_type)).inc()
 
+    def audit_fanout(self, origin: str, listeners: int) -> None:
+        self.audit_deliveries.labels(bounded(origin)).inc(listeners)
+
+    def audit_stream_closed(self, reason: str) -> None:
+        self.audit_stream_closes.labels(bounded(reason)).inc()
+
+    def report_cache_lookup(self, result: str) -> None:
+        self.report_cache.labels(result if result in REPORT_CACHE_RESULTS else "other").inc()
+
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
 
@@ -174,6 +219,29 @@ class Metrics:
                 multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
 
         return run
+
+
+class HitRatio:
+    """tenantgate_report_cache_hit_ratio: hits over all report reads since start, from the
+    counter as scraped (so summed over every worker in multiprocess mode)."""
+
+    def __init__(self, source: Callable[[], Iterable[Metric]]) -> None:
+        self._source = source
+
+    def collect(self) -> Iterator[Metric]:
+        hits = total = 0.0
+        for metric in self._source():
+            if metric.name != REPORT_CACHE:
+                continue
+            for sample in metric.samples:
+                if sample.name == REPORT_CACHE + "_total":
+                    total += sample.value
+                    hits += sample.value if sample.labels.get("result") == "hit" else 0.0
+        yield GaugeMetricFamily(
+            "tenantgate_report_cache_hit_ratio",
+            "Share of report reads served from the cache since start (0 before any)",
+            value=hits / total if total else 0.0,
+        )
 
 
 def metrics_of(request: Request) -> Metrics:

@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from api.metrics import Metrics
 from auth.grants import Grants
 from auth.keys import KeyRing, has_active_key, rotate
 from auth.passwords import Passwords
@@ -18,12 +19,15 @@ from config.settings import Environment, Settings
 from policies.errors import GuardStateUnavailable
 from policies.guard_sync import publish_all
 from policies.roles import role_scopes
+from storage.audit_fanout import RedisFanout
+from storage.audit_feed import AuditFeed
 from storage.database import Database
 from storage.guard_failover import FailoverGuardStore
 from storage.guard_memory import MemoryGuardStore
 from storage.guard_redis import RedisGuardStore
 from storage.guard_state import GuardStore
 from storage.redis_client import create_redis
+from storage.report_cache import open_report_cache
 
 log = logging.getLogger("tenantgate")
 
@@ -39,8 +43,25 @@ def _guard_store(settings: Settings) -> GuardStore:
         return MemoryGuardStore()
     redis = create_redis(settings)
     return FailoverGuardStore(
-        RedisGuardStore(redis, settings.redis_prefix), cooldown=settings.redis_breaker_cooldown
+        RedisGuardStore(redis, settings.redis_prefix),
+        cooldown=settings.redis_breaker_cooldown,
+        failures=settings.redis_breaker_failures,
+        window=settings.redis_breaker_window,
+        share=settings.redis_fallback_processes or settings.workers,
     )
+
+
+def _audit_feed(settings: Settings, database: Database, app: FastAPI) -> AuditFeed:
+    """Live audit events for the streams of this worker; through Redis to the other workers."""
+    metrics = getattr(app.state, "metrics", None)
+    feed = AuditFeed(
+        database,
+        capacity=settings.audit_stream_buffer,
+        observe=metrics.audit_fanout if isinstance(metrics, Metrics) else None,
+    )
+    if settings.redis_url is not None:
+        feed.transport = RedisFanout(settings, feed.deliver)
+    return feed
 
 
 async def _ensure_signing_key(settings: Settings, database: Database) -> None:
@@ -77,7 +98,10 @@ def lifespan(settings: Settings):  # type: ignore[no-untyped-def]
         database = Database(settings)
         passwords = Passwords(settings)
         guard = _guard_store(settings)
+        reports = open_report_cache(settings)
+        feed = _audit_feed(settings, database, app)
         try:
+            await database.driver.start()
             await _ensure_signing_key(settings, database)
             keyring = KeyRing(database, refresh_interval=settings.key_refresh_interval)
             await keyring.load()
@@ -89,6 +113,10 @@ def lifespan(settings: Settings):  # type: ignore[no-untyped-def]
             app.state.keyring = keyring
             app.state.passwords = passwords
             app.state.guard = guard
+            app.state.report_cache = reports
+            await feed.start()
+            database.on_commit = feed.committed
+            app.state.audit_feed = feed
             app.state.verifier = TokenVerifier(
                 keyring,
                 issuer=settings.issuer,
@@ -104,6 +132,9 @@ def lifespan(settings: Settings):  # type: ignore[no-untyped-def]
                 with contextlib.suppress(asyncio.CancelledError):
                     await refresher
         finally:
+            database.on_commit = None
+            await feed.close()
+            await reports.close()
             await guard.close()
             passwords.close()
             await database.dispose()

@@ -19,6 +19,9 @@ from config.settings import Environment, Settings
 
 # Room for the request line on top of the header limit the app enforces itself (431).
 REQUEST_LINE_ALLOWANCE = 8192
+# uvicorn kills a worker that misses its health check for this long (its default, 5 s, kills
+# workers that are merely slow to start or answer on a host whose CPUs are saturated).
+WORKER_HEALTHCHECK_TIMEOUT = 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,9 +73,6 @@ def serve(settings: Settings, options: ServeOptions) -> None:
             shutil.rmtree(created, ignore_errors=True)
 
 
-WORKER_HEALTHCHECK_SECONDS = 30
-
-
 def _run(settings: Settings, options: ServeOptions) -> None:
     import uvicorn  # here, not at import: every other CLI command would pay for it
 
@@ -87,7 +87,5 @@ def _run(settings: Settings, options: ServeOptions) -> None:
         access_log=False,  # tenantgate.access writes one JSON line per request instead
         h11_max_incomplete_event_size=settings.header_limit_bytes + REQUEST_LINE_ALLOWANCE,
         timeout_graceful_shutdown=options.shutdown_grace,
-        # uvicorn kills a worker that does not answer its ping within this; 5 s (its default)
-        # is shorter than a worker's start-up on a busy 2-core machine: an endless restart loop.
-        timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
+        timeout_worker_healthcheck=WORKER_HEALTHCHECK_TIMEOUT,
     )

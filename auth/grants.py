@@ -71,6 +71,12 @@ def hash_refresh_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def grantable_scopes(allowed: frozenset[str], *, must_change_password: bool) -> frozenset[str]:
+    """What a user's token may carry: its role's scopes, none while a one-time password is the
+    user's (it opens only the identity routes: /v1/me/password first)."""
+    return frozenset() if must_change_password else allowed
+
+
 def narrow(requested: frozenset[str], allowed: frozenset[str]) -> frozenset[str]:
     """Empty request = everything allowed; asking for more than allowed is invalid_scope."""
     if not requested:
@@ -133,11 +139,12 @@ class Grants:
                     users.update().where(users.c.id == user.id).values(password_hash=upgraded)
                 )
             grant = await self._user_grant(connection, user.id, user.is_platform_admin, tenant)
-            if user.must_change_password:
-                # A one-time password opens only the identity routes: /v1/me/password first.
-                if parse_scope(scope):
-                    raise OAuthError("invalid_scope", ONE_TIME_PASSWORD)
-                grant = replace(grant, allowed=frozenset())
+            if user.must_change_password and parse_scope(scope):
+                raise OAuthError("invalid_scope", ONE_TIME_PASSWORD)
+            allowed = grantable_scopes(
+                grant.allowed, must_change_password=user.must_change_password
+            )
+            grant = replace(grant, allowed=allowed)
             scopes = narrow(parse_scope(scope), grant.allowed)
             return await self._respond(
                 connection, grant, scopes, new_id("fam"), Action.TOKEN_ISSUED, context

@@ -54,6 +54,17 @@ def bearer_token(connection: HTTPConnection) -> str | None:
     return token or None
 
 
+def websocket_protocol_token(connection: HTTPConnection) -> str | None:
+    """A WebSocket's token offered as `Sec-WebSocket-Protocol: bearer, <token>`: browsers can set
+    no Authorization header on a WebSocket, and a token in the query string lands in logs."""
+    if connection.scope["type"] != "websocket":
+        return None
+    offered = list(connection.scope.get("subprotocols") or ())
+    if len(offered) == 2 and offered[0].lower() == "bearer":
+        return str(offered[1]) or None
+    return None
+
+
 class BearerIdentity(OAuth2PasswordBearer):
     """The identity stage as the OAuth2 security scheme itself.
 
@@ -68,7 +79,7 @@ class BearerIdentity(OAuth2PasswordBearer):
         known = request.scope.get(PRINCIPAL_SCOPE_KEY)
         if known is not None:
             return cast(Principal, known)
-        token = bearer_token(request)
+        token = bearer_token(request) or websocket_protocol_token(request)
         if not token:
             raise MissingToken()
         if len(token) > MAX_TOKEN_LENGTH:

@@ -61,11 +61,17 @@ class Settings(BaseSettings):
     database_busy_timeout: float = Field(default=10.0, gt=0)
     redis_url: str | None = None
     redis_prefix: str = "tg"
-    redis_timeout: float = Field(default=0.25, gt=0)
+    redis_timeout: float = Field(default=1.0, gt=0)
     # Rate limits: seconds between probes of a failed Redis; plan limits overriding or adding to
     # policies/plans.py as JSON ({"free": {"principal": "60/minute", "tenant": "300/minute"}});
     # /token limits per client IP and per username; worker count (`serve --workers` sets it).
     redis_breaker_cooldown: float = Field(default=2.0, gt=0)
+    # The breaker opens on a sustained failure: this many failed Redis calls, half of all calls
+    # or more, within this many seconds. While Redis fails each process admits limit / this
+    # many processes (unset: the worker count; set it to pods x workers behind one Redis).
+    redis_breaker_failures: int = Field(default=5, ge=1)
+    redis_breaker_window: float = Field(default=10.0, gt=0)
+    redis_fallback_processes: int | None = Field(default=None, ge=1)
     plan_limits: dict[str, dict[str, str]] = Field(default_factory=dict)
     login_rate_limit_ip: str = "30/minute"
     login_rate_limit_username: str = "10/minute"
@@ -102,6 +108,10 @@ class Settings(BaseSettings):
     access_log: bool = True
     metrics_enabled: bool = True
     metrics_token: SecretStr | None = None
+    # Seconds a cached report may live (0: no cache); every item write invalidates it anyway.
+    report_cache_ttl: float = Field(default=60.0, ge=0)
+    # Events an audit stream may have waiting before it is closed as too slow (1013).
+    audit_stream_buffer: int = Field(default=1000, ge=1)
 
     @field_validator(
         "login_rate_limit_ip",

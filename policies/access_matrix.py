@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi.dependencies.models import Dependant
-from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
+from fastapi.routing import APIRoute, APIWebSocketRoute, RouteContext, iter_route_contexts
 from sqlalchemy.ext.asyncio import AsyncConnection
-from starlette.routing import BaseRoute
+from starlette.routing import BaseRoute, Match
 
 from auth.principal import get_principal
 from policies.admission import admit_principal, admit_tenant_request
@@ -24,6 +24,9 @@ from policies.roles import ROLES, role_scopes
 from policies.scopes import SCOPES
 from policies.tenancy import get_tenant
 from storage import access
+
+# The method a WebSocket route is listed (and evaluated) under; its handshake is a GET.
+WEBSOCKET = "WS"
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +37,8 @@ class RouteAccess:
     scopes: frozenset[str]
     authenticated: bool  # a bearer token is verified
     tenant_bound: bool  # the path tenant must be the token's
-    admitted: bool  # revocation, tenant status and rate limits are checked
+    admitted: bool  # revocation (and, tenant-bound, tenant status and rate limits) is checked
+    tenant_admitted: bool = False  # the tenant's status and rate limits are checked
 
     @property
     def roles(self) -> list[str]:
@@ -79,7 +83,8 @@ def route_access(route: RouteContext) -> list[RouteAccess]:
             calls.add(call)
         if call is require_scopes:
             required |= scopes
-    summary = route.summary or str(route.name).replace("_", " ")
+    summary = getattr(route, "summary", None) or str(route.name).replace("_", " ")
+    methods = _methods(route)
     return [
         RouteAccess(
             method=method,
@@ -89,9 +94,21 @@ def route_access(route: RouteContext) -> list[RouteAccess]:
             authenticated=get_principal in calls,
             tenant_bound=get_tenant in calls,
             admitted=admit_tenant_request in calls or admit_principal in calls,
+            tenant_admitted=admit_tenant_request in calls,
         )
-        for method in sorted((route.methods or set()) - {"HEAD", "OPTIONS"})
+        for method in methods
     ]
+
+
+def _methods(route: RouteContext) -> list[str]:
+    if isinstance(route.original_route, APIWebSocketRoute):
+        return [WEBSOCKET]
+    return sorted((route.methods or set()) - {"HEAD", "OPTIONS"})
+
+
+def _is_api(route: RouteContext) -> bool:
+    """HTTP and WebSocket API routes (the docs routes are neither)."""
+    return isinstance(route.original_route, APIRoute | APIWebSocketRoute)
 
 
 def route_matrix(routes: Sequence[BaseRoute]) -> list[RouteAccess]:
@@ -99,10 +116,53 @@ def route_matrix(routes: Sequence[BaseRoute]) -> list[RouteAccess]:
     rows = [
         row
         for route in iter_route_contexts(routes)
-        if isinstance(route.original_route, APIRoute)
+        if _is_api(route)
         for row in route_access(route)
     ]
     return sorted(rows, key=lambda row: (row.path, row.method))
+
+
+@dataclass(frozen=True, slots=True)
+class RouteMatch:
+    """The route a request would reach, and the tenant its path names (None: no tenant)."""
+
+    access: RouteAccess | None  # None: the path exists, but not for this method (405)
+    path_tenant: str | None
+
+    @property
+    def label(self) -> str | None:
+        return None if self.access is None else f"{self.access.method} {self.access.path}"
+
+
+def match_route(
+    routes: Sequence[BaseRoute], method: str, path: str, tenant: str
+) -> RouteMatch | None:
+    """The route `METHOD path` reaches, matched as the router itself matches; `path` may also
+    be a route template, whose `{tenant}` then stands for `tenant`. None: no such route (404)."""
+    method = method.upper()
+    partial: RouteMatch | None = None
+    for route in iter_route_contexts(routes):
+        if not _is_api(route):
+            continue
+        websocket = isinstance(route.original_route, APIWebSocketRoute)
+        if "{" in path:
+            if str(route.path) != path:
+                continue
+            found, path_tenant = Match.FULL, tenant if "{tenant}" in path else None
+        else:
+            scope = {"type": "websocket" if websocket else "http", "path": path, "method": method}
+            found, child = route.matches({**scope, "root_path": ""})
+            path_tenant = child.get("path_params", {}).get("tenant") if child else None
+        if found is Match.NONE:
+            continue
+        methods = _methods(route)
+        wanted = WEBSOCKET if websocket and method in (WEBSOCKET, "GET") else method
+        if wanted in methods or (wanted == "HEAD" and "GET" in methods):
+            chosen = "GET" if wanted == "HEAD" else wanted
+            access = next(row for row in route_access(route) if row.method == chosen)
+            return RouteMatch(access, path_tenant)
+        partial = partial or RouteMatch(None, path_tenant)
+    return partial
 
 
 def route_template(routes: Sequence[BaseRoute], scope: Mapping[str, Any]) -> str | None:

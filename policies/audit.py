@@ -13,14 +13,14 @@ from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from typing import Any, cast
 
-from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncConnection
+from starlette.requests import HTTPConnection
 
 from auth.grants import FIRST_PARTY_CLIENT_ID
 from auth.principal import CLIENT_SUBJECT_PREFIX, PRINCIPAL_SCOPE_KEY, Principal
 from auth.tokens import AccessClaims
 from config.settings import Settings
-from policies.access_matrix import route_template
+from policies.access_matrix import WEBSOCKET, route_template
 from policies.errors import InsufficientScope, PrivilegeEscalation, RateLimited
 from policies.rate_limit import LOGIN_STATE, Quota, request_client_ip
 from storage.access import refresh_family_owner
@@ -60,7 +60,7 @@ _WINDOWS_ATTRIBUTE = "audit_rate_limit_windows"
 _WINDOWS_MAX = 10_000
 
 
-def request_context(request: Request) -> Context:
+def request_context(request: HTTPConnection) -> Context:
     """Client IP as the limiter sees it (X-Forwarded-For only from trusted proxies)."""
     request_id = getattr(request.state, "request_id", None)
     settings = cast(Settings, request.app.state.settings)
@@ -72,7 +72,7 @@ def request_context(request: Request) -> Context:
     )
 
 
-def request_principal(request: Request) -> Principal | None:
+def request_principal(request: HTTPConnection) -> Principal | None:
     """The caller get_principal verified, from this request's own ASGI scope."""
     principal = request.scope.get(PRINCIPAL_SCOPE_KEY)
     return principal if isinstance(principal, Principal) else None
@@ -82,15 +82,17 @@ def actor_of(principal: Principal | None) -> Actor:
     return ANONYMOUS if principal is None else Actor(principal.kind, principal.subject)
 
 
-def route_of(request: Request) -> str:
+def route_of(request: HTTPConnection) -> str:
     """`METHOD /path/{template}`: the route, never the raw path (ids and slugs stay out)."""
     template = route_template(request.app.routes, request.scope)
-    return f"{request.method} {template or '(unmatched)'}"
+    # A WebSocket handshake has no method of its own: WS, as the access matrix lists it.
+    method = request.scope.get("method", WEBSOCKET)
+    return f"{method} {template or '(unmatched)'}"
 
 
 async def record(
     connection: AsyncConnection,
-    request: Request,
+    request: HTTPConnection,
     action: Action,
     *,
     tenant: str | None,
@@ -115,11 +117,11 @@ async def record(
     return await append(connection, event)
 
 
-def _database(request: Request) -> Database:
+def _database(request: HTTPConnection) -> Database:
     return cast(Database, request.app.state.database)
 
 
-async def record_access_denied(request: Request, error: InsufficientScope) -> None:
+async def record_access_denied(request: HTTPConnection, error: InsufficientScope) -> None:
     principal = request_principal(request)
     if principal is None:
         return
@@ -148,7 +150,7 @@ async def record_access_denied(request: Request, error: InsufficientScope) -> No
         log.error("audit: access.denied not recorded (%s)", type(failure).__name__)
 
 
-async def record_rate_limited(request: Request, error: RateLimited) -> None:
+async def record_rate_limited(request: HTTPConnection, error: RateLimited) -> None:
     """One event per (principal, exhausted counter, window), not one per rejected request."""
     principal = request_principal(request)
     if principal is None:
@@ -190,7 +192,7 @@ async def record_rate_limited(request: Request, error: RateLimited) -> None:
     _remember(windows, key, now_ms + counter.reset_ms, now_ms)
 
 
-def _recorded_windows(request: Request) -> dict[tuple[str, str, str], int]:
+def _recorded_windows(request: HTTPConnection) -> dict[tuple[str, str, str], int]:
     state = request.app.state
     windows = getattr(state, _WINDOWS_ATTRIBUTE, None)
     if windows is None:
@@ -214,7 +216,7 @@ def _subject_actor(subject: str) -> Actor:
 
 async def record_token_revoked(
     connection: AsyncConnection,
-    request: Request,
+    request: HTTPConnection,
     caller: str,
     *,
     access: AccessClaims | None = None,
@@ -252,7 +254,7 @@ async def record_token_revoked(
 
 
 async def record_tenant_change(
-    connection: AsyncConnection, request: Request, before: TenantRow, after: TenantRow
+    connection: AsyncConnection, request: HTTPConnection, before: TenantRow, after: TenantRow
 ) -> None:
     """tenant.suspended when it was suspended, else tenant.changed; nothing when nothing did."""
     changes = {
@@ -273,7 +275,7 @@ async def record_tenant_change(
     )
 
 
-async def record_login_throttled(request: Request) -> None:
+async def record_login_throttled(request: HTTPConnection) -> None:
     """/token refused over its sign-in limits: one event per client IP and window (platform
     trail, anonymous: the attempts are not authenticated)."""
     quotas = getattr(request.state, LOGIN_STATE, None)

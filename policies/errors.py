@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from storage.errors import DomainError
+from storage.errors import Conflict, DomainError
 from storage.guard_state import Counter
 
 
@@ -46,3 +46,30 @@ class LastOwner(DomainError):
 
 class PasswordRejected(DomainError):
     """A password change was refused (wrong current password, or an unusable new one)."""
+
+
+class ClientLimitReached(Conflict):
+    """The tenant holds as many OAuth2 clients as its plan allows."""
+
+    def __init__(self, plan: str, limit: int) -> None:
+        super().__init__(
+            f"the {plan} plan allows {limit} clients; delete one or move to a larger plan"
+        )
+        self.plan = plan
+        self.limit = limit
+
+
+class RateLimitBeyondPlan(DomainError):
+    """A per-client rate limit that would exceed the tenant plan's per-principal limit."""
+
+    def __init__(self, requested: str, plan: str, ceiling: str) -> None:
+        super().__init__(
+            f"{requested} exceeds the {plan} plan's per-principal limit of {ceiling}: a client "
+            "limit may lower it, not raise it (no larger burst, no higher average rate)"
+        )
+        self.plan = plan
+        self.ceiling = ceiling
+
+
+class SelfManagementRefused(DomainError):
+    """A client tried to renew its own secret or set its own rate limit."""

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from policies.errors import GuardStateUnavailable
-from policies.plans import plan_windows, window
+from policies.plans import plan_windows, window, within
 from storage.guard_failover import StateStoreUnavailable
 from storage.guard_state import PLATFORM_TAG, GuardStore, TenantState, Window
 from storage.tables import clients, revocations, tenants, utcnow
@@ -32,6 +32,7 @@ async def load_tenant_state(connection: AsyncConnection, slug: str) -> TenantSta
     ).first()
     if row is None:
         return None
+    principal_window, tenant_window = plan_windows(row.plan)
     overrides: dict[str, Window] = {}
     client_limits = await connection.execute(
         sa.select(clients.c.client_id, clients.c.rate_limit).where(
@@ -39,8 +40,10 @@ async def load_tenant_state(connection: AsyncConnection, slug: str) -> TenantSta
         )
     )
     for client_id, limit in client_limits:
-        overrides[f"client:{client_id}"] = window(limit)
-    principal_window, tenant_window = plan_windows(row.plan)
+        # A client limit lowers the plan's, never raises it (also after a plan downgrade).
+        override = window(limit)
+        if within(override, principal_window):
+            overrides[f"client:{client_id}"] = override
     return TenantState(row.status == "active", principal_window, tenant_window, overrides)
 
 

@@ -9,6 +9,7 @@ from fastapi import Depends, Path
 from starlette.requests import HTTPConnection
 
 from auth.principal import CurrentPrincipal
+from policies.decisions import in_tenant
 from policies.errors import TenantNotFound
 
 SLUG_PATTERN = r"^[a-z0-9-]{3,40}$"
@@ -27,7 +28,7 @@ async def get_tenant(
 ) -> Tenant:
     # Decided from the token alone, before any I/O: a foreign tenant and an unknown one cost and
     # read the same.
-    if principal.tenant is None or principal.tenant != tenant:
+    if not in_tenant(principal.tenant, tenant):
         raise TenantNotFound()
     checked = Tenant(tenant)
     request.scope[TENANT_SCOPE_KEY] = checked

@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from storage import commit_hooks
 from storage.database import Database
 from storage.guard_state import PLATFORM_TAG
 from storage.ids import new_id
@@ -42,6 +43,7 @@ class Action(StrEnum):
     CLIENT_CREATED = "client.created"
     CLIENT_REVOKED = "client.revoked"
     CLIENT_SECRET_ROTATED = "client.secret_rotated"  # noqa: S105 - an action name
+    CLIENT_UPDATED = "client.updated"
     MEMBER_ADDED = "member.added"
     MEMBER_ROLE_CHANGED = "member.role_changed"
     MEMBER_REMOVED = "member.removed"
@@ -276,6 +278,7 @@ async def _insert(
         .where(audit_heads.c.chain == chain)
         .values(seq=event.seq, hash=event.hash)
     )
+    commit_hooks.note(event)  # for the live stream, once the transaction has committed
     return event
 
 

@@ -125,6 +125,40 @@ async def list_clients(
     return [_record(row) for row in rows]
 
 
+async def count_clients(connection: AsyncConnection, tenant: str) -> int:
+    query = sa.select(sa.func.count()).select_from(clients).where(clients.c.tenant == tenant)
+    return int((await connection.execute(query)).scalar_one())
+
+
+async def lock_client(connection: AsyncConnection, tenant: str, client_id: str) -> ClientRecord:
+    """The client as it is, locked until the transaction ends (changes take turns)."""
+    query = (
+        sa.select(*_PUBLIC_COLUMNS)
+        .where(clients.c.tenant == tenant, clients.c.client_id == client_id)
+        .with_for_update()
+    )
+    row = (await connection.execute(query)).first()
+    if row is None:
+        raise NotFound("client")
+    return _record(row)
+
+
+async def update_client(
+    connection: AsyncConnection, record: ClientRecord, changes: dict[str, Any]
+) -> ClientRecord:
+    """Apply `changes` (name, description, scopes, rate_limit, revision) to a locked client."""
+    values = dict(changes)
+    if "scopes" in values:
+        values["scopes"] = " ".join(sorted(values["scopes"]))
+    if values:
+        await connection.execute(
+            clients.update()
+            .where(clients.c.tenant == record.tenant, clients.c.client_id == record.client_id)
+            .values(**values)
+        )
+    return await get_client(connection, record.tenant, record.client_id)
+
+
 async def secret_record(connection: AsyncConnection, client_id: str) -> ClientSecretRecord | None:
     """A client by id alone, for authentication: the id comes from the caller, not a path."""
     query = (

@@ -8,7 +8,7 @@ saves two round trips (PostgreSQL) or two thread hops (aiosqlite) per statement.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from config.settings import Settings
-from storage import failures, postgres_timeouts
+from storage import commit_hooks, failures, postgres_timeouts
 from storage.driver import Driver, open_driver
 from storage.errors import InvalidText
 from storage.sqlite_driver import one_hop_dbapi
@@ -99,6 +99,8 @@ class Database:
             pool_timeout=settings.database_pool_timeout,
             busy_timeout=settings.database_busy_timeout,
         )
+        # Told what each committed write() noted (storage/commit_hooks.py): the audit feed.
+        self.on_commit: Callable[[list[object]], None] | None = None
         if self.is_sqlite:
             if url.database and url.database != ":memory:":
                 Path(url.database).parent.mkdir(parents=True, exist_ok=True)
@@ -149,7 +151,7 @@ class Database:
         A connection lost during COMMIT is CommitUnknown (PostgreSQL cannot say whether it
         landed); SQLite reports a failed COMMIT as not committed.
         """
-        with failures.translated():
+        with commit_hooks.collecting() as committed, failures.translated():
             async with self.writer.connect() as connection:
                 transaction = await connection.begin()
                 try:
@@ -160,6 +162,8 @@ class Database:
                     raise
                 with failures.translated(commit=True, outcome_known=self.is_sqlite):
                     await transaction.commit()
+        if committed and self.on_commit is not None:
+            self.on_commit(committed)
 
     async def dispose(self) -> None:
         await self.driver.close()

@@ -25,9 +25,10 @@ async def timed(call: Awaitable[httpx.Response]) -> tuple[httpx.Response, float]
 def assert_unavailable(response: httpx.Response, elapsed: float, *kinds: str) -> dict[str, Any]:
     """A clean 503 problem (of one of `kinds`, default database-unavailable) with Retry-After,
     in time, with no trace of the failure inside."""
-    kind = str(response.json().get("type", "")).rsplit(":", 1)[-1]
-    assert kind in (kinds or ("database-unavailable",)), response.text
-    body = assert_problem(response, 503, kind)
+    body: dict[str, Any] = response.json()
+    kind = body.get("type", "").rsplit(":", 1)[-1]
+    assert kind in (kinds or ("database-unavailable",)), body
+    assert_problem(response, 503, kind)
     assert int(response.headers["retry-after"]) > 0
     assert elapsed < ANSWER_WITHIN, f"answered after {elapsed:.2f} s"
     text = response.text

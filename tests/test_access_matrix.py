@@ -13,12 +13,13 @@ from fastapi import FastAPI
 from api.app import create_app
 from auth.tokens import issue
 from config.settings import Settings
-from policies.access_matrix import RouteAccess, route_matrix
+from policies.access_matrix import WEBSOCKET, RouteAccess, route_matrix
 from policies.roles import ROLES
 from policies.scopes import TENANT_SCOPES
 from storage.tables import clients, refresh_tokens, users, utcnow
 from tests.support import World, bearer
 from tests.support_audit import get, member_token
+from tests.support_ws import handshake
 
 INSUFFICIENT = "urn:tenantgate:problem:insufficient-scope"
 
@@ -84,6 +85,9 @@ async def call(world: World, row: RouteAccess, token: str) -> httpx.Response:
     while "{" in path:
         start = path.index("{")
         path = path[:start] + "nonexistent" + path[path.index("}", start) + 1 :]
+    if row.method == WEBSOCKET:
+        status, denial = await handshake(world.app, path, token)
+        return httpx.Response(status, content=denial)
     body: dict[str, Any] = {"json": {}} if row.method in ("POST", "PATCH", "PUT") else {}
     return await world.client.request(row.method, path, headers=bearer(token), **body)
 

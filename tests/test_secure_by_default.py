@@ -7,9 +7,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from fastapi import APIRouter, Depends, FastAPI, Security
+from fastapi import APIRouter, Depends, FastAPI, Security, WebSocket
 from fastapi.dependencies.models import Dependant
-from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
+from fastapi.routing import APIRoute, APIWebSocketRoute, RouteContext, iter_route_contexts
+from starlette.routing import Mount
 
 from api.app import create_app
 from auth.principal import get_principal
@@ -28,15 +29,18 @@ PUBLIC_PATHS = {
     "/ready",
     "/metrics",
     "/docs",
-    "/docs/oauth2-redirect",
+    "/console",
     "/openapi.json",
 }
-PUBLIC_PREFIXES = ("/.well-known/",)
+# Static files of the API docs and the console (api/web/): no data, no token.
+PUBLIC_PREFIXES = ("/.well-known/", "/docs/assets/", "/console/assets/")
 # Authenticated routes about the caller themself: identity and admission, but no scope.
 IDENTITY_ONLY_PATHS = {"/v1/me", "/v1/me/password"}
 TENANT_PREFIX = "/v1/tenants/{tenant}/"
 DOCUMENTED_ERRORS = {"401", "403", "404", "422"}
 UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+# POSTs that only read: the question travels in a body (a path is too long for a query).
+READ_ONLY_POSTS = {"/v1/tenants/{tenant}/access/evaluate"}
 
 
 def is_public(path: str) -> bool:
@@ -75,17 +79,21 @@ def guard_problems(route: RouteContext) -> list[str]:
         if not scopes <= set(SCOPES):
             problems.append(f"undeclared scopes {sorted(scopes - set(SCOPES))}")
         writes = set(route.methods or ()) & UNSAFE_METHODS
+        if path in READ_ONLY_POSTS:
+            writes -= {"POST"}
         if writes and not any(s.endswith(":write") or s == PLATFORM_ADMIN for s in scopes):
             problems.append("a write method without a write scope")
     return problems
 
 
 def guarded_routes(app: FastAPI) -> list[RouteContext]:
-    """Every API route as served (prefixes and router dependencies applied), less public ones."""
+    """Every API route as served (prefixes and router dependencies applied), less public ones;
+    WebSocket routes included (they have no methods, and OpenAPI does not list them)."""
     return [
         route
         for route in iter_route_contexts(app.routes)
-        if isinstance(route.original_route, APIRoute) and not is_public(str(route.path))
+        if isinstance(route.original_route, APIRoute | APIWebSocketRoute)
+        and not is_public(str(route.path))
     ]
 
 
@@ -101,6 +109,18 @@ def test_every_route_is_public_by_name_or_fully_guarded(app: FastAPI) -> None:
     }
     assert {route: problems for route, problems in failures.items() if problems} == {}
     assert any(r.path == "/v1/me" for r in guarded_routes(app))
+    assert any(isinstance(r.original_route, APIWebSocketRoute) for r in guarded_routes(app))
+
+
+def test_every_page_and_static_mount_is_public_by_name(app: FastAPI) -> None:
+    """Routes that are not API routes (pages, static files) get no guard: each must be listed."""
+    others = {
+        str(route.path) + ("/" if isinstance(route.original_route, Mount) else "")
+        for route in iter_route_contexts(app.routes)
+        if not isinstance(route.original_route, APIRoute)
+    }
+    assert {"/docs", "/console", "/console/assets/", "/docs/assets/"} <= others
+    assert sorted(path for path in others if not is_public(path)) == []
 
 
 def test_the_walk_catches_a_route_that_forgot_its_scopes() -> None:
@@ -120,6 +140,10 @@ def test_the_walk_catches_a_route_that_forgot_its_scopes() -> None:
     async def read_scope_delete() -> None:
         return None
 
+    @forgetful.websocket("/leaky-stream")
+    async def leaky_stream(websocket: WebSocket) -> None:
+        await websocket.close()
+
     unguarded = APIRouter()
 
     @unguarded.get("/v1/naked")
@@ -134,6 +158,7 @@ def test_the_walk_catches_a_route_that_forgot_its_scopes() -> None:
         for route in guarded_routes(app)
     }
     assert problems[("/v1/tenants/{tenant}/leaky", "GET")] == ["no scope requirement"]
+    assert problems[("/v1/tenants/{tenant}/leaky-stream",)] == ["no scope requirement"]
     assert problems[("/v1/tenants/{tenant}/guarded", "GET")] == []
     assert problems[("/v1/tenants/{tenant}/guarded", "DELETE")] == [
         "a write method without a write scope"
@@ -200,7 +225,7 @@ def threaded_calls(app: FastAPI) -> set[str]:
     return {
         f"{route.path}: {getattr(d.call, '__qualname__', d.call)}"
         for route in iter_route_contexts(app.routes)
-        if isinstance(route.original_route, APIRoute)
+        if isinstance(route.original_route, APIRoute | APIWebSocketRoute)
         for d in [route.dependant, *walk(route.dependant)]
         if d.call is not None and not is_async(d.call)
     }

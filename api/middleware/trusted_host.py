@@ -5,7 +5,7 @@ Probes and the metrics endpoint are exempt: kubelets and Prometheus address a po
 
 from __future__ import annotations
 
-from starlette.requests import Request
+from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.errors import problem
@@ -33,7 +33,7 @@ class TrustedHostMiddleware:
         return name in self.exact or (bool(self.suffixes) and name.endswith(self.suffixes))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.allow_any or scope["type"] != "http":
+        if self.allow_any or scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
         host = ""
@@ -45,7 +45,7 @@ class TrustedHostMiddleware:
             await self.app(scope, receive, send)
             return
         response = problem(
-            Request(scope),
+            HTTPConnection(scope),
             400,
             "invalid-host",
             "Invalid host",

@@ -43,6 +43,12 @@ async def change_password(
 ) -> Response:
     if principal.kind != "user":
         raise PasswordRejected("only users have passwords")
+    try:
+        # Both, before any hashing: an over-long current password costs nothing either.
+        passwords.check_length(body.current_password)
+        passwords.check_length(body.new_password)
+    except PasswordTooLong as error:
+        raise PasswordRejected(str(error)) from None
     # A stolen access token must not become a way to guess the current password.
     await limit_password_change(request, principal.subject)
     target = f"user:{principal.subject}"

@@ -6,7 +6,7 @@ import re
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Security
+from fastapi import APIRouter, Query, Request, Response, Security
 from fastapi.responses import StreamingResponse
 from pydantic import AwareDatetime
 
@@ -17,6 +17,7 @@ from api.schemas.audit import (
     AccessMatrixOut,
     AuditEventOut,
     AuditEventPage,
+    AuditVerificationOut,
     csv_lines,
     ndjson_line,
 )
@@ -24,7 +25,8 @@ from api.schemas.pages import CURSOR_DESCRIPTION, encode_cursor, keyed_cursor
 from policies.access_matrix import role_matrix, route_matrix, tenant_access
 from policies.authorize import require_scopes
 from policies.tenancy import CurrentTenant
-from storage.audit_queries import EventFilter, all_events, events
+from storage.audit import EventOutcome, chain_of
+from storage.audit_queries import EventFilter, all_events, events, verify
 
 # Continues after this sequence number of the tenant's chain.
 SeqCursor = Annotated[
@@ -59,6 +61,14 @@ def _export_type(request: Request) -> str | None:
     return None
 
 
+ActionQuery = Annotated[str | None, Query(max_length=60, description="e.g. token.refused")]
+ActorQuery = Annotated[str | None, Query(max_length=80, description="Actor subject")]
+OutcomeQuery = Annotated[EventOutcome | None, Query()]
+SinceQuery = Annotated[AwareDatetime | None, Query(description="Inclusive")]
+UntilQuery = Annotated[AwareDatetime | None, Query(description="Exclusive")]
+PageLimit = Annotated[int, Query(ge=1, le=100)]
+
+
 @router.get(
     "/events",
     response_model=AuditEventPage,
@@ -69,20 +79,33 @@ async def list_events(
     request: Request,
     tenant: CurrentTenant,
     database: DatabaseDep,
-    action: Annotated[str | None, Query(max_length=60, description="e.g. token.refused")] = None,
-    actor: Annotated[str | None, Query(max_length=80, description="Actor subject")] = None,
-    since: Annotated[AwareDatetime | None, Query(description="Inclusive")] = None,
-    until: Annotated[AwareDatetime | None, Query(description="Exclusive")] = None,
+    action: ActionQuery = None,
+    actor: ActorQuery = None,
+    outcome: OutcomeQuery = None,
+    since: SinceQuery = None,
+    until: UntilQuery = None,
     cursor: SeqCursor = None,
-    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    limit: PageLimit = 50,
 ) -> AuditEventPage | StreamingResponse:
-    filters = EventFilter(action=action, actor=actor, since=since, until=until)
+    filters = EventFilter(action=action, actor=actor, outcome=outcome, since=since, until=until)
+    return await events_answer(request, database, tenant.slug, filters, cursor, limit)
+
+
+async def events_answer(
+    request: Request,
+    database: DatabaseDep,
+    tenant: str | None,
+    filters: EventFilter,
+    cursor: str | None,
+    limit: int,
+) -> AuditEventPage | StreamingResponse:
+    """A page of the chain of `tenant` (None: the platform's), or its export when asked for."""
     export = _export_type(request)
     if export is not None:
-        return _stream(export, database, tenant.slug, filters)
+        return _stream(export, database, tenant, filters)
     async with database.read() as connection:
         page = await events(
-            connection, tenant.slug, filters, after_seq=int(cursor or 0), limit=limit + 1
+            connection, tenant, filters, after_seq=int(cursor or 0), limit=limit + 1
         )
     more = len(page) > limit
     page = page[:limit]
@@ -93,7 +116,7 @@ async def list_events(
 
 
 def _stream(
-    media: str, database: DatabaseDep, tenant: str, filters: EventFilter
+    media: str, database: DatabaseDep, tenant: str | None, filters: EventFilter
 ) -> StreamingResponse:
     async def ndjson() -> AsyncIterator[str]:
         async for event in all_events(database, tenant, filters):
@@ -114,7 +137,7 @@ def _stream(
         ndjson() if media == NDJSON else csv(),
         media_type=media + ("; charset=utf-8" if media == CSV else ""),
         headers={
-            "Content-Disposition": f'attachment; filename="audit-{tenant}.{extension}"',
+            "Content-Disposition": f'attachment; filename="audit-{chain_of(tenant)}.{extension}"',
             "Cache-Control": "no-store",
         },
     )
@@ -131,3 +154,18 @@ async def access_matrix(
     async with database.read() as connection:
         holders = await tenant_access(connection, tenant.slug)
     return AccessMatrixOut.of(tenant.slug, route_matrix(request.app.routes), role_matrix(), holders)
+
+
+@router.get(
+    "/verify",
+    response_model=AuditVerificationOut,
+    summary="Check the tenant's hash chain, as `tenantgate audit verify` does",
+    description="Walks the whole chain in seq order, in batches (bounded memory), in one "
+    "snapshot, and compares its end with the chain head. A broken chain is a 200 with "
+    "`ok: false`, the first broken seq and the reason.",
+)
+async def verify_chain(
+    response: Response, tenant: CurrentTenant, database: DatabaseDep
+) -> AuditVerificationOut:
+    response.headers["Cache-Control"] = "no-store"
+    return AuditVerificationOut.of(await verify(database, tenant.slug))

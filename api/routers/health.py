@@ -16,7 +16,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from api.errors import problem
+from api.errors import RETRY_LATER, problem
 from api.schemas.common import Problem
 from auth.keys import KeyRing, NoSigningKey
 from config.settings import Settings
@@ -69,6 +69,7 @@ async def ready(request: Request) -> JSONResponse:
             "not-ready",
             "Not ready",
             f"failing: {', '.join(failing)}",
+            headers=RETRY_LATER,
             components=components,
         )
     overall = "degraded" if "degraded" in components.values() else "ok"

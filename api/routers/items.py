@@ -7,6 +7,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response, Security, status
 
+from api.cached_reports import invalidate_reports
+from api.conditional import NOT_MODIFIED_RESPONSE, IfNoneMatch, unless_current, weak_etag
 from api.deps import DatabaseDep
 from api.schemas.common import Problem
 from api.schemas.items import (
@@ -71,10 +73,16 @@ def if_match_versions(header: str | None) -> frozenset[int] | None:
     return frozenset(versions)
 
 
-@router.get("", name="items:list", summary="List items, oldest first, one page at a time")
+@router.get(
+    "",
+    name="items:list",
+    summary="List items, oldest first, one page at a time",
+    responses=NOT_MODIFIED_RESPONSE,
+)
 async def list_items(
     tenant: CurrentTenant,
     database: DatabaseDep,
+    response: Response,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
     cursor: Cursor = None,
     category: Annotated[str | None, Query(min_length=1, max_length=100, pattern=ONE_LINE)] = None,
@@ -82,6 +90,7 @@ async def list_items(
         str | None,
         Query(min_length=1, max_length=200, pattern=ONE_LINE, description="Case-sensitive"),
     ] = None,
+    if_none_match: IfNoneMatch = None,
 ) -> ItemPage:
     page = await store.list_items(
         database.driver,
@@ -92,6 +101,10 @@ async def list_items(
         name_prefix=name_prefix,
     )
     next_page = encode_cursor(page.next_after) if page.next_after else None
+    # Ids and versions name the page's content exactly (every change bumps a version).
+    versions = ",".join(f"{item.id}:{item.version}" for item in page.items) + f";{next_page}"
+    response.headers["ETag"] = tag = weak_etag(versions.encode())
+    unless_current(if_none_match, tag)
     return ItemPage.of(page.items, next_page)
 
 
@@ -120,6 +133,7 @@ async def create_item(
         tags=body.tags,
     )
     item = await store.create_item(database.driver, tenant.slug, new)
+    await invalidate_reports(request, tenant.slug)
     response.headers["Location"] = str(
         request.app.url_path_for("items:get", tenant=tenant.slug, item_id=item.id)
     )
@@ -127,12 +141,22 @@ async def create_item(
     return ItemOut.of(item)
 
 
-@router.get("/{item_id}", name="items:get", responses=NOT_FOUND, summary="Read an item")
+@router.get(
+    "/{item_id}",
+    name="items:get",
+    responses=NOT_FOUND | NOT_MODIFIED_RESPONSE,
+    summary="Read an item",
+)
 async def get_item(
-    item_id: ItemId, tenant: CurrentTenant, database: DatabaseDep, response: Response
+    item_id: ItemId,
+    tenant: CurrentTenant,
+    database: DatabaseDep,
+    response: Response,
+    if_none_match: IfNoneMatch = None,
 ) -> ItemOut:
     item = await store.get_item(database.driver, tenant.slug, item_id)
     response.headers["ETag"] = etag(item.version)
+    unless_current(if_none_match, etag(item.version))
     return ItemOut.of(item)
 
 
@@ -148,6 +172,7 @@ async def update_item(
     body: ItemPatch,
     tenant: CurrentTenant,
     database: DatabaseDep,
+    request: Request,
     response: Response,
     if_match: IfMatch = None,
 ) -> ItemOut:
@@ -158,6 +183,7 @@ async def update_item(
         body.changes(),
         versions=if_match_versions(if_match),
     )
+    await invalidate_reports(request, tenant.slug)
     response.headers["ETag"] = etag(item.version)
     return ItemOut.of(item)
 
@@ -171,9 +197,14 @@ async def update_item(
     summary="Delete an item",
 )
 async def delete_item(
-    item_id: ItemId, tenant: CurrentTenant, database: DatabaseDep, if_match: IfMatch = None
+    item_id: ItemId,
+    tenant: CurrentTenant,
+    database: DatabaseDep,
+    request: Request,
+    if_match: IfMatch = None,
 ) -> Response:
     await store.delete_item(
         database.driver, tenant.slug, item_id, versions=if_match_versions(if_match)
     )
+    await invalidate_reports(request, tenant.slug)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

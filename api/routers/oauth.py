@@ -26,6 +26,7 @@ from auth.revocation import access_claims, access_token_revoked, live_refresh_to
 from auth.tokens import AccessClaims, TokenVerifier
 from policies.attempt_limits import limit_client_attempt
 from policies.audit import record_token_revoked
+from policies.errors import GuardStateUnavailable
 from policies.guard_sync import revoke_token
 from policies.scopes import SCOPES
 from storage.guard_state import PLATFORM_TAG
@@ -67,10 +68,23 @@ def _not_yours() -> OAuthError:
     return OAuthError("invalid_grant", "the token was not issued to this client")
 
 
+def _state_store_down() -> OAuthError:
+    # RFC 7009 section 2.2.1: on 503 the client must assume the token still exists, and retry.
+    return OAuthError(
+        "temporarily_unavailable",
+        "the shared state store is unreachable, nothing was revoked; retry shortly",
+        retry_after=5,
+        status=503,
+    )
+
+
 @router.post(
     "/revoke",
     summary="Revoke an access or refresh token (RFC 7009); 200 also for unknown tokens",
-    responses=CLIENT_ERRORS,
+    responses={
+        **CLIENT_ERRORS,
+        503: {"model": OAuthErrorOut, "description": "temporarily_unavailable; see Retry-After"},
+    },
 )
 async def revoke(
     request: Request,
@@ -92,10 +106,13 @@ async def revoke(
         if claims.client_id != caller.client_id:
             raise _not_yours()
         ttl = max(claims.expires_at - int(time.time()), 0) + 1
-        async with database.write() as connection:
-            tag = claims.tenant or PLATFORM_TAG
-            await revoke_token(connection, guard, tag, claims.jti, ttl)
-            await record_token_revoked(connection, request, caller.client_id, access=claims)
+        try:
+            async with database.write() as connection:
+                tag = claims.tenant or PLATFORM_TAG
+                await revoke_token(connection, guard, tag, claims.jti, ttl)
+                await record_token_revoked(connection, request, caller.client_id, access=claims)
+        except GuardStateUnavailable:
+            raise _state_store_down() from None
     elif refresh is not None:
         if refresh.client_id != caller.client_id:
             raise _not_yours()

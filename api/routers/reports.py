@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Security
+from fastapi import APIRouter, Request, Response, Security
 
-from api.deps import DatabaseDep
+from api.cached_reports import inventory_report
+from api.conditional import NOT_MODIFIED_RESPONSE, IfNoneMatch, unless_current
 from api.schemas.common import Problem
 from api.schemas.reports import InventoryReport
 from policies.authorize import require_scopes
 from policies.tenancy import CurrentTenant
-from storage import items
-from storage.tables import utcnow
 
 router = APIRouter(
     prefix="/reports",
@@ -22,9 +21,17 @@ router = APIRouter(
 @router.get(
     "/inventory",
     name="reports:inventory",
-    summary="Per category: item count, total quantity and exact stock value; plus totals",
-    responses={409: {"model": Problem, "description": "The stock value is too large to sum"}},
+    summary="Per category: item count, total quantity and exact stock value; plus totals "
+    "(cached until the tenant's next item write; ETag, If-None-Match)",
+    response_model=InventoryReport,
+    responses={
+        **NOT_MODIFIED_RESPONSE,
+        409: {"model": Problem, "description": "The stock value is too large to sum"},
+    },
 )
-async def inventory(tenant: CurrentTenant, database: DatabaseDep) -> InventoryReport:
-    stocks = await items.inventory(database.driver, tenant.slug)
-    return InventoryReport.of(utcnow(), stocks)
+async def inventory(
+    request: Request, tenant: CurrentTenant, if_none_match: IfNoneMatch = None
+) -> Response:
+    report = await inventory_report(request, tenant.slug)
+    unless_current(if_none_match, report.etag)
+    return Response(report.body, media_type="application/json", headers={"ETag": report.etag})

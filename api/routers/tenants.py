@@ -13,7 +13,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, FastAPI
 
 from api.responses import GUARDED_RESPONSES
-from api.routers import audit, clients, items, members, reports
+from api.routers import access, audit, audit_stream, clients, items, members, reports
 from policies.admission import admit_tenant_request
 
 TENANT_PREFIX = "/v1/tenants/{tenant}"
@@ -24,6 +24,8 @@ RESOURCE_ROUTERS: tuple[APIRouter, ...] = (
     members.router,
     clients.router,
     audit.router,
+    access.router,
+    audit_stream.router,
 )
 
 

@@ -1,0 +1,35 @@
+"""Access evaluation (`audit:read`): why may, or may not, this principal call this route."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Security
+
+from api.deps import DatabaseDep
+from api.schemas.access import AccessEvaluationOut, AccessQuery
+from api.schemas.common import Problem
+from policies.authorize import require_scopes
+from policies.evaluation import evaluate
+from policies.tenancy import CurrentTenant
+
+router = APIRouter(
+    prefix="/access",
+    tags=["audit"],
+    dependencies=[Security(require_scopes, scopes=["audit:read"])],
+)
+
+
+@router.post(
+    "/evaluate",
+    summary="Evaluate a principal against a route: allowed or not, and why (reads only)",
+    responses={
+        404: {"model": Problem, "description": "Unknown tenant, or a principal unknown to it"}
+    },
+)
+async def evaluate_access(
+    body: AccessQuery, request: Request, tenant: CurrentTenant, database: DatabaseDep
+) -> AccessEvaluationOut:
+    async with database.snapshot() as connection:
+        evaluation = await evaluate(
+            connection, request.app.routes, tenant.slug, body.principal, body.method, body.path
+        )
+    return AccessEvaluationOut.of(evaluation)
