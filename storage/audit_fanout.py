@@ -28,6 +28,7 @@ log = logging.getLogger("tenantgate.audit.stream")
 
 MAX_PUBLISHING = 64  # batches in flight; beyond that the database poll delivers
 RECONNECT_SECONDS = 0.5
+READ_SECONDS = 1.0  # longest wait for a message before the reader looks around again
 
 
 class RedisFanout:
@@ -49,6 +50,7 @@ class RedisFanout:
         self._reader: asyncio.Task[None] | None = None
         self._publishing: set[asyncio.Task[None]] = set()
         self._failing = False
+        self._closing = False
 
     def channel(self, tenant: str) -> str:
         return f"{self._prefix}:{{{tenant}}}:audit"
@@ -92,7 +94,7 @@ class RedisFanout:
             self._failing = False
 
     async def _read(self) -> None:
-        while True:
+        while not self._closing:
             try:
                 if self._pubsub is None:
                     pubsub = self._subscriber.pubsub(ignore_subscribe_messages=True)
@@ -100,7 +102,7 @@ class RedisFanout:
                     self._pubsub = pubsub
                     self._failing = False
                 message = await self._pubsub.get_message(
-                    ignore_subscribe_messages=True, timeout=1.0
+                    ignore_subscribe_messages=True, timeout=READ_SECONDS
                 )
             except REDIS_FAILURES as error:
                 self._warn(error)
@@ -137,9 +139,14 @@ class RedisFanout:
 
     async def close(self) -> None:
         if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
+            # The reader ends by itself within its 1 s read; cancelling a read in flight makes
+            # redis-py wait out the connection's timeouts before it lets go (5 s and more).
+            self._closing = True
+            done, _ = await asyncio.wait([self._reader], timeout=READ_SECONDS + 1)
+            if not done:
+                self._reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._reader
         for task in list(self._publishing):
             task.cancel()
         await self._drop_pubsub()

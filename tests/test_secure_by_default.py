@@ -113,11 +113,11 @@ def test_every_route_is_public_by_name_or_fully_guarded(app: FastAPI) -> None:
 
 
 def test_every_page_and_static_mount_is_public_by_name(app: FastAPI) -> None:
-    """Routes that are not API routes (pages, static files) get no guard: each must be listed."""
+    """Routes that are not API routes (pages, static files) get no guard: each must be listed.
+    (WebSocket routes are API routes: the guarded walk above covers them.)"""
     others = {
         str(route.path) + ("/" if isinstance(route.original_route, Mount) else "")
         for route in iter_route_contexts(app.routes)
-        # WebSocket routes are API routes too: the walk above holds them to their guards.
         if not isinstance(route.original_route, APIRoute | APIWebSocketRoute)
     }
     assert {"/docs", "/console", "/console/assets/", "/docs/assets/"} <= others

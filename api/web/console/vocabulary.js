@@ -8,6 +8,7 @@ export const ACTIONS = [
   "client.created",
   "client.revoked",
   "client.secret_rotated",
+  "client.updated",
   "member.added",
   "member.role_changed",
   "member.removed",
@@ -16,5 +17,9 @@ export const ACTIONS = [
   "tenant.suspended",
   "access.denied",
   "rate_limit.exceeded",
+  "password.changed",
+  "password.change_refused",
+  "signing_key.rotated",
+  "platform_admin.created",
 ];
 export const OUTCOMES = ["success", "failure", "denied"];
