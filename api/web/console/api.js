@@ -97,7 +97,9 @@ function forget() {
 }
 
 function end(error) {
-  if (forget() !== null) ended(error);
+  if (forget() === null) return;
+  error.endedSession = true; // reported once, by the `ended` callback
+  ended(error);
 }
 
 /** Sign in with a password; returns the scopes granted (empty: a one-time password). */

@@ -41,6 +41,7 @@ function clearMessages() {
 
 /** Show an error in words: an API error with its status and request id, or a sentence. */
 function report(error, prefix = "") {
+  if (error && error.endedSession && !prefix) return; // onSessionEnded said it already
   let text = String(error);
   if (error instanceof api.ApiError) text = error.text;
   else if (error instanceof Error) text = `Unexpected error: ${error.message}`;
@@ -106,6 +107,18 @@ async function enter(email, slug, password, scopes) {
   await route();
 }
 
+/** A session that cannot show its first view (say the server answers 503) is not kept. */
+async function enterOrSignOut(email, slug, password, scopes) {
+  try {
+    await enter(email, slug, password, scopes);
+  } catch (error) {
+    tenant = null;
+    show("signin", { focus: false });
+    await api.signOut().catch(() => {});
+    throw error;
+  }
+}
+
 async function route() {
   if (tenant === null) return;
   const view = CONSOLE_VIEWS.includes(location.hash.slice(1)) ? location.hash.slice(1) : "access";
@@ -130,7 +143,7 @@ $("signin-form").addEventListener("submit", (event) => {
   busy(form, async () => {
     const scopes = await api.signIn(email, password, slug);
     form.reset();
-    await enter(email, slug, password, scopes);
+    await enterOrSignOut(email, slug, password, scopes);
   });
 });
 
@@ -151,7 +164,7 @@ $("password-form").addEventListener("submit", (event) => {
     oneTime = null;
     form.reset();
     notice("Password changed. Every other session of yours was ended.");
-    await enter(email, slug, next, await api.signIn(email, next, slug));
+    await enterOrSignOut(email, slug, next, await api.signIn(email, next, slug));
   });
 });
 
