@@ -11,11 +11,15 @@ from api.errors import install_error_handlers
 from api.metrics import Metrics
 from api.middleware.rate_limit_headers import install_rate_limits
 from api.middleware.stack import install_middleware
+from api.openapi_contract import make_exact
 from api.routers import account, health, me, oauth, platform, platform_audit, token
 from api.routers import metrics as metrics_router
 from api.routers.tenants import include_tenant_routers
 from api.runtime import lifespan
+from api.web import install_web
+from auth.principal import get_principal
 from config.settings import Settings, get_settings
+from policies.access_matrix import route_matrix
 from policies.scopes import SCOPES
 
 
@@ -28,8 +32,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Authenticated multi-tenant API platform",
         lifespan=metrics.lifespan(lifespan(settings)),
         debug=False,
+        # /docs is served from api/web (Swagger UI from a package, no CDN); no ReDoc.
+        docs_url=None,
         redoc_url=None,
-        swagger_ui_init_oauth={"usePkceWithAuthorizationCodeGrant": False},
+        swagger_ui_oauth2_redirect_url=None,
     )
     install_error_handlers(app)
     app.state.metrics = metrics
@@ -49,12 +55,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router)
     if settings.metrics_enabled:
         app.include_router(metrics_router.router)
+    install_web(app)
     _document_scopes(app)
     return app
 
 
 def _document_scopes(app: FastAPI) -> None:
-    """Publish the scope catalogue in the OAuth2 password flow, so /docs can ask for scopes."""
+    """Publish the scope catalogue in the OAuth2 password flow, so /docs can ask for scopes,
+    and each route's required scopes in its security requirement (the scope checks read the
+    verified principal rather than depending on the scheme, so FastAPI cannot see them)."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -65,7 +74,11 @@ def _document_scopes(app: FastAPI) -> None:
             for scheme in schemes.values():
                 if scheme.get("type") == "oauth2":
                     scheme["flows"]["password"]["scopes"] = dict(SCOPES)
-            app.openapi_schema = schema
+            for route in route_matrix(app.routes):
+                operation = schema["paths"].get(route.path, {}).get(route.method.lower())
+                if operation is not None and route.authenticated:
+                    operation["security"] = [{get_principal.scheme_name: sorted(route.scopes)}]
+            app.openapi_schema = make_exact(schema)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

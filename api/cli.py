@@ -13,7 +13,7 @@ import typer
 from api.cli_database import run_with_database
 from api.serving import ServeOptions, refusals
 from api.serving import serve as run_server
-from auth.keys import has_active_key, rotate
+from auth.keys import active_key_created_at, has_active_key, rotate, rotation_delay
 from auth.passwords import Passwords, PasswordTooLong
 from config.settings import Environment, Settings, get_settings
 from policies.plans import PLANS
@@ -101,12 +101,15 @@ def bootstrap(as_json: JsonFlag = False) -> None:
                 if await accounts.has_platform_admin(connection):
                     return False
                 password_hash = await passwords.hash(password)
-                await accounts.create_user(
+                user_id = await accounts.create_user(
                     connection,
                     email,
                     password_hash,
                     platform_admin=True,
                     must_change_password=True,
+                )
+                await record_cli(
+                    connection, "platform_admin.created", None, f"user:{user_id}", email=email
                 )
                 return True
         finally:
@@ -126,14 +129,17 @@ def bootstrap(as_json: JsonFlag = False) -> None:
 def tenants_create(
     slug: str,
     name: Annotated[str | None, typer.Option(help="Display name (default: the slug)")] = None,
-    plan: Annotated[str, typer.Option(help=f"One of: {', '.join(PLANS)}")] = "free",
+    plan: Annotated[
+        str, typer.Option(help=f"One of: {', '.join(PLANS)}, or one of TENANTGATE_PLAN_LIMITS")
+    ] = "free",
     as_json: JsonFlag = False,
 ) -> None:
     """Create a tenant."""
     if not re.fullmatch(SLUG_PATTERN, slug):
         _fail("SLUG must be 3-40 characters of a-z, 0-9 and '-'", 2)
-    if plan not in PLANS:
-        _fail(f"--plan must be one of: {', '.join(PLANS)}", 2)
+    plans = [*PLANS, *(name for name in _settings().plan_limits if name not in PLANS)]
+    if plan not in plans:
+        _fail(f"--plan must be one of: {', '.join(plans)}", 2)
 
     async def work(database: Database) -> None:
         async with database.write() as connection:
@@ -220,20 +226,55 @@ def keys_rotate(
     if_missing: Annotated[
         bool, typer.Option("--if-missing", help="Only when no key is active (first deployment)")
     ] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Rotate even if the previous key's tokens may still be valid (a leaked key): "
+            "they, and tokens a worker signs before it re-reads the keys, are refused",
+        ),
+    ] = False,
 ) -> None:
-    """Activate a new signing key; the previous one verifies until its tokens expire."""
+    """Activate a new signing key; the previous one verifies until its tokens expire.
+
+    Refused while the active key is younger than KEY_REFRESH_INTERVAL + ACCESS_TOKEN_TTL: the
+    rotation retires the previous key, which some worker may still sign with, or whose tokens
+    may still be valid, until then.
+    """
     settings = _settings()
 
-    async def work(database: Database) -> str | None:
+    async def work(database: Database) -> str | float | None:
         async with database.write() as connection:
             if if_missing and await has_active_key(connection):
                 return None
-            return await rotate(connection, settings.signing_algorithm)
+            wait = rotation_delay(
+                await active_key_created_at(connection),
+                refresh_interval=settings.key_refresh_interval,
+                token_ttl=settings.access_token_ttl,
+            )
+            if wait > 0 and not force:
+                return wait
+            kid = await rotate(connection, settings.signing_algorithm)
+            await record_cli(
+                connection,
+                "signing_key.rotated",
+                None,
+                f"signing_key:{kid}",
+                algorithm=settings.signing_algorithm.value,
+                forced=str(force and wait > 0).lower(),
+            )
+            return kid
 
     kid = run_with_database(work)
     if kid is None:
         _output({"kid": None}, as_json, "a signing key is active; nothing to do")
         return
+    if isinstance(kid, float):
+        _fail(
+            f"the active key is too young to retire the previous one: retry in {kid:.0f} s "
+            "(workers may still sign with it, or its tokens may still be valid); --force "
+            "rotates anyway"
+        )
     _output({"kid": kid}, as_json, f"active signing key: {kid}")
 
 

@@ -170,7 +170,10 @@ def audit_verify(tenant: TenantArgument) -> None:
     """Check the tenant's hash chain; exit 1 naming the first broken link."""
     result = run_with_database(lambda database: verify(database, _tenant_of(tenant)))
     if result.broken is None:
-        typer.echo(f"audit chain {result.chain}: ok, {result.checked} events verified")
+        typer.echo(
+            f"audit chain {result.chain}: ok, {result.checked} events verified, "
+            f"last hash {result.last_hash}"
+        )
         return
     broken = result.broken
     where = f"event {broken.seq}" + (f" ({broken.event_id})" if broken.event_id else "")
@@ -183,7 +186,7 @@ def audit_verify(tenant: TenantArgument) -> None:
 
 
 async def record_cli(
-    connection: AsyncConnection, action: str, tenant: str, target: str, **details: str
+    connection: AsyncConnection, action: str, tenant: str | None, target: str, **details: str
 ) -> None:
     """Audit a change made from this command line (actor `system`/`cli`; no request context).
     A role in `details` also records the scopes it grants."""

@@ -12,7 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from config.settings import get_settings
 from policies.plans import configure_plans
 from storage.database import Database
-from storage.errors import Conflict, NotFound
+from storage.errors import Conflict, DatabaseUnavailable, NotFound
 
 T = TypeVar("T")
 
@@ -34,6 +34,9 @@ def run_with_database(work: Callable[[Database], Awaitable[T]]) -> T:
     except (Conflict, NotFound) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1) from None
+    except DatabaseUnavailable as error:
+        typer.echo(f"error: the database is unavailable ({error})", err=True)
+        raise typer.Exit(2) from None
     except SQLAlchemyError as error:
         # The type only: the message may carry the database URL, password included.
         typer.echo(

@@ -12,11 +12,14 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError, WebSocketRequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import HTTPConnection
+from starlette.routing import compile_path
 
 from api.conditional import NotModified
 from api.metrics import record_auth_failure
+from api.schemas.common import NUL_ERROR, NUL_MESSAGE
 from auth.errors import InvalidToken, MissingToken, OAuthError
 from policies.audit import record_access_denied, record_login_throttled, record_rate_limited
 from policies.errors import (
@@ -32,13 +35,24 @@ from policies.errors import (
     TenantNotFound,
     TenantSuspended,
 )
-from storage.errors import Conflict, InvalidText, NotFound, PreconditionFailed
+from storage.errors import (
+    CommitUnknown,
+    Conflict,
+    DatabaseUnavailable,
+    InvalidText,
+    NotFound,
+    PreconditionFailed,
+)
 
 log = logging.getLogger("tenantgate.errors")
 
 PROBLEM_TYPE_BASE = "urn:tenantgate:problem:"
 REALM = 'Bearer realm="tenantgate"'
+# Seconds a client should wait after a 503 for an unreachable database.
+DATABASE_RETRY_AFTER = "2"
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+# Every 503 says when to come back (docs/problems.md): a dependency or the service is busy.
+RETRY_LATER = {"Retry-After": "5"}
 
 
 def problem(
@@ -73,6 +87,7 @@ def oauth_error(error: OAuthError) -> JSONResponse:
     if error.retry_after is not None:
         status = 429
         headers["Retry-After"] = str(error.retry_after)
+    status = error.status or status
     body = {"error": error.error, "error_description": error.description}
     return JSONResponse(body, status_code=status, headers=headers)
 
@@ -219,13 +234,49 @@ async def _guard_state_unavailable(request: Request, _: Exception) -> JSONRespon
         "state-store-unavailable",
         "Change not possible right now",
         "the shared state store is unreachable, nothing was changed; retry shortly",
-        headers={"Retry-After": "5"},
+        headers=RETRY_LATER,
+    )
+
+
+async def _database_unavailable(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, DatabaseUnavailable)
+    unknown = isinstance(error, CommitUnknown)
+    # One line for operators; the reason names the failure, never a statement or a parameter.
+    log.error(
+        "database unavailable on %s %s: %s",
+        request.method,
+        request.url.path,
+        error,
+        extra={"commit_unknown": unknown},
+    )
+    headers = {"Retry-After": DATABASE_RETRY_AFTER}
+    if request.url.path in OAUTH_ENDPOINTS:
+        description = "the service cannot reach its database; retry shortly"
+        body = {"error": "temporarily_unavailable", "error_description": description}
+        return JSONResponse(body, status_code=503, headers={**NO_STORE, **headers})
+    if unknown:
+        return problem(
+            request,
+            503,
+            "commit-unknown",
+            "Outcome unknown",
+            "the database connection failed while the change was being committed; it may or "
+            "may not have been stored: read it back before retrying",
+            headers=headers,
+        )
+    return problem(
+        request,
+        503,
+        "database-unavailable",
+        "Database unavailable",
+        "the database cannot be reached right now; nothing was changed, retry shortly",
+        headers=headers,
     )
 
 
 async def _oauth(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, OAuthError)
-    if error.retry_after is not None:
+    if error.retry_after is not None and error.status is None:
         await record_login_throttled(request)
     record_auth_failure(request, "token", error.error)
     return oauth_error(error)
@@ -257,6 +308,8 @@ async def _invalid_text(request: Request, error: Exception) -> JSONResponse:
 
 async def _validation(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, RequestValidationError | WebSocketRequestValidationError)
+    if any(e.get("type") == NUL_ERROR for e in error.errors()):
+        return problem(request, 400, "invalid-text", "Invalid text", NUL_MESSAGE)
     # Never echo the input back: it may hold a password or a token.
     errors = [
         {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
@@ -277,9 +330,23 @@ async def _http(request: Request, error: Exception) -> JSONResponse:
     kind = {404: "not-found", 405: "method-not-allowed", 413: "payload-too-large"}.get(
         error.status_code, "http-error"
     )
-    return problem(
-        request, error.status_code, kind, str(error.detail), headers=dict(error.headers or {})
-    )
+    headers = dict(error.headers or {})
+    if error.status_code == 405:
+        # The router names the methods of the first route matching the path only; RFC 9110
+        # 15.5.6 wants all of the resource's.
+        headers["Allow"] = ", ".join(allowed_methods(request))
+    return problem(request, error.status_code, kind, str(error.detail), headers=headers)
+
+
+def allowed_methods(request: Request) -> list[str]:
+    path = request.scope.get("path", "")
+    methods = {
+        method
+        for route in iter_route_contexts(request.app.routes)
+        if route.path and compile_path(route.path)[0].match(path)
+        for method in route.methods or ()
+    }
+    return sorted(methods)
 
 
 async def _not_modified(request: Request, error: Exception) -> Response:
@@ -289,7 +356,14 @@ async def _not_modified(request: Request, error: Exception) -> Response:
 
 async def _unexpected(request: Request, error: Exception) -> JSONResponse:
     method = request.scope.get("method", "WS")
-    log.error("unhandled %s on %s %s", type(error).__name__, method, request.url.path)
+    # exc_info: the JSON formatter logs the type and the frames, never the message.
+    log.error(
+        "unhandled %s on %s %s",
+        type(error).__name__,
+        method,
+        request.url.path,
+        exc_info=(type(error), error, error.__traceback__),
+    )
     return problem(request, 500, "internal-error", "Internal error")
 
 
@@ -308,6 +382,7 @@ def install_error_handlers(app: FastAPI) -> None:
         TenantSuspended: _tenant_suspended,
         RateLimited: _rate_limited,
         GuardStateUnavailable: _guard_state_unavailable,
+        DatabaseUnavailable: _database_unavailable,
         OAuthError: _oauth,
         NotFound: _not_found,
         Conflict: _conflict,

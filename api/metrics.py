@@ -111,6 +111,12 @@ class Metrics:
             "Admissions decided by the in-process store while Redis was unreachable",
             registry=own,
         )
+        self.breaker_trips = Counter(
+            "tenantgate_limiter_breaker_trips",
+            "Times the Redis circuit breaker of the guard store tripped (a Redis call failed "
+            "while it was closed)",
+            registry=own,
+        )
         self.tokens_issued = Counter(
             "tenantgate_tokens_issued",
             "Access tokens issued, by OAuth 2 grant type",
@@ -152,6 +158,7 @@ class Metrics:
         self.registry.register(HitRatio(source))
         self._http_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self._seen_fallback = 0
+        self._seen_trips = 0
         self._degraded: bool | None = None
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
@@ -178,6 +185,10 @@ class Metrics:
         if delta > 0:
             self.fallback_admissions.inc(delta)
             self._seen_fallback = guard.fallback_admissions
+        trips = guard.trips - self._seen_trips
+        if trips > 0:
+            self.breaker_trips.inc(trips)
+            self._seen_trips = guard.trips
 
     def auth_failure(self, kind: str, reason: str) -> None:
         self.auth_failures.labels(kind, bounded(reason)).inc()

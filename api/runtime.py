@@ -43,7 +43,11 @@ def _guard_store(settings: Settings) -> GuardStore:
         return MemoryGuardStore()
     redis = create_redis(settings)
     return FailoverGuardStore(
-        RedisGuardStore(redis, settings.redis_prefix), cooldown=settings.redis_breaker_cooldown
+        RedisGuardStore(redis, settings.redis_prefix),
+        cooldown=settings.redis_breaker_cooldown,
+        failures=settings.redis_breaker_failures,
+        window=settings.redis_breaker_window,
+        share=settings.redis_fallback_processes or settings.workers,
     )
 
 
@@ -97,6 +101,7 @@ def lifespan(settings: Settings):  # type: ignore[no-untyped-def]
         reports = open_report_cache(settings)
         feed = _audit_feed(settings, database, app)
         try:
+            await database.driver.start()
             await _ensure_signing_key(settings, database)
             keyring = KeyRing(database, refresh_interval=settings.key_refresh_interval)
             await keyring.load()

@@ -19,10 +19,9 @@ from config.settings import Environment, Settings
 
 # Room for the request line on top of the header limit the app enforces itself (431).
 REQUEST_LINE_ALLOWANCE = 8192
-# Seconds a worker may take to answer uvicorn's health check. A new worker imports the whole
-# CLI first (it is the spawned process's main module): on a busy host that takes longer than
-# uvicorn's 5 s default, and the worker would be killed and respawned for ever.
-WORKER_HEALTHCHECK_SECONDS = 30
+# uvicorn kills a worker that misses its health check for this long (its default, 5 s, kills
+# workers that are merely slow to start or answer on a host whose CPUs are saturated).
+WORKER_HEALTHCHECK_TIMEOUT = 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,5 +87,5 @@ def _run(settings: Settings, options: ServeOptions) -> None:
         access_log=False,  # tenantgate.access writes one JSON line per request instead
         h11_max_incomplete_event_size=settings.header_limit_bytes + REQUEST_LINE_ALLOWANCE,
         timeout_graceful_shutdown=options.shutdown_grace,
-        timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
+        timeout_worker_healthcheck=WORKER_HEALTHCHECK_TIMEOUT,
     )

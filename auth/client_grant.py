@@ -66,6 +66,7 @@ class ClientCredentialsGrant:
         scopes = narrow(parse_scope(scope), client.record.scopes)
         # Signed with the revision read above: a secret rotation or a deletion committed since
         # cuts that revision off, so such a token is refused like any older one.
+        await self._keyring.refresh_if_stale()
         access, claims = issue(
             self._keyring,
             issuer=settings.issuer,
@@ -97,14 +98,30 @@ class ClientCredentialsGrant:
             )
         return TokenResponse(access, settings.access_token_ttl, claims.scope, None)
 
+    async def authenticate(
+        self, credentials: ClientCredentials, grant_type: str, context: Context = NO_CONTEXT
+    ) -> None:
+        """Authenticate a client that asked for another grant (RFC 6749 section 5.2: the
+        client first, then its grant); a refusal is audited like those of this grant."""
+        try:
+            async with self._database.read() as connection:
+                await authenticate(connection, credentials, allow_public=False)
+        except OAuthError as error:
+            await self._audit_refusal(error, credentials, context, grant_type[:40])
+            raise
+
     async def _audit_refusal(
-        self, error: OAuthError, credentials: ClientCredentials | None, context: Context
+        self,
+        error: OAuthError,
+        credentials: ClientCredentials | None,
+        context: Context,
+        grant_type: str = "client_credentials",
     ) -> None:
         client_id = credentials.client_id[:60] if credentials else ""
         async with self._database.read() as connection:
             found = await client_rows.secret_record(connection, client_id) if client_id else None
         details = {
-            "grant_type": "client_credentials",
+            "grant_type": grant_type,
             "error": error.error,
             "reason": REFUSAL_REASONS.get(error.description, error.error),
             "client_id": client_id,

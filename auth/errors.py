@@ -20,10 +20,19 @@ class InvalidToken(DomainError):
 
 
 class OAuthError(DomainError):
-    """An RFC 6749 section 5.2 error of the token endpoints."""
+    """An RFC 6749 section 5.2 error of the token endpoints; `status` overrides the usual one
+    (400, 401 for invalid_client, 429 with `retry_after`)."""
 
-    def __init__(self, error: str, description: str, *, retry_after: int | None = None) -> None:
+    def __init__(
+        self,
+        error: str,
+        description: str,
+        *,
+        retry_after: int | None = None,
+        status: int | None = None,
+    ) -> None:
         super().__init__(description)
         self.error = error
         self.description = description
         self.retry_after = retry_after
+        self.status = status

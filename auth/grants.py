@@ -263,6 +263,7 @@ class Grants:
         refresh_scopes: frozenset[str] | None = None,
     ) -> TokenResponse:
         settings = self._settings
+        await self._keyring.refresh_if_stale()
         access, claims = issue(
             self._keyring,
             issuer=settings.issuer,

@@ -9,6 +9,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -22,6 +23,9 @@ from storage.database import Database
 from storage.tables import signing_keys, utcnow
 
 log = logging.getLogger("tenantgate.keys")
+
+# Seconds on top of the refresh interval for a worker's re-read itself to finish.
+ROTATION_MARGIN = 2.0
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
@@ -102,6 +106,13 @@ class KeyRing:
     def stale(self) -> bool:
         return time.monotonic() - self._loaded_at >= self._refresh_interval
 
+    async def refresh_if_stale(self) -> None:
+        """Before signing: a copy older than the refresh interval (its refresher missed a turn,
+        e.g. while the database was away) is re-read first, so this worker never signs with a
+        key that a rotation it has not seen yet retired."""
+        if self.stale():
+            await self.load()
+
     def may_refresh_for_unknown_kid(self) -> bool:
         # An attacker can send any kid: re-read the table at most once a second for them.
         return time.monotonic() - self._loaded_at >= 1.0
@@ -177,6 +188,27 @@ async def rotate(connection: AsyncConnection, algorithm: SigningAlgorithm) -> st
     )
     log.info("signing key rotated", extra={"kid": jwk["kid"]})
     return str(jwk["kid"])
+
+
+def rotation_delay(
+    active_created_at: datetime | None, *, refresh_interval: float, token_ttl: int
+) -> float:
+    """Seconds before a rotation is safe; 0 when it is.
+
+    A rotation retires the previous key. That is safe once every worker has seen the active key
+    (each re-reads the table within `refresh_interval`, and before signing when its copy is
+    older) and the tokens the previous key signed until then have expired (`token_ttl`).
+    """
+    if active_created_at is None:
+        return 0.0
+    age = (utcnow() - active_created_at).total_seconds()
+    return max(0.0, refresh_interval + token_ttl + ROTATION_MARGIN - age)
+
+
+async def active_key_created_at(connection: AsyncConnection) -> datetime | None:
+    query = sa.select(signing_keys.c.created_at).where(signing_keys.c.status == "active")
+    created: datetime | None = (await connection.execute(query)).scalar_one_or_none()
+    return created
 
 
 async def has_active_key(connection: AsyncConnection) -> bool:

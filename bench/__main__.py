@@ -1,21 +1,25 @@
-"""`make bench`: throughput and latency of the guard path, as ratios to /health, in one run.
+"""`make bench`: the guard and the data path behind it, as ratios to /health measured in one run.
 
-Each server is one uvicorn worker on a fresh SQLite database in a temporary directory, on the
-embedded defaults (no Redis) except one plan with limits nobody reaches, so the limiter does
-all its work and never refuses. A separate process (bench/load.py) drives a bounded number of
-requests over 32 keep-alive connections. Rows:
+Every server runs in its own process (one uvicorn worker unless noted) and a separate process
+(bench/load.py) drives it over 32 keep-alive connections. All servers are started first; the
+rows then take turns, a quarter of their requests at a time, so load from elsewhere on this
+shared machine hurts every row alike. Limits are out of reach (the limiter does all its work
+and never refuses). Servers:
 
-  bare FastAPI /health      FastAPI with one route and no middleware (the budget's reference)
-  /health                   the app's /health: no I/O, every middleware
-  /v1/me                    identity: RS256 token verified (cached) + admission
-  item read                 identity + tenant + limiter + scopes + one database read
-  item read, no limiter     the same app with a guard store that admits without counting
-  item read, Redis limiter  as "item read" with TENANTGATE_REDIS_URL (if TENANTGATE_BENCH_REDIS_URL)
-  baseline                  decode HS256, load the user with the ORM, then query (bench/baseline.py)
+  bare            FastAPI with one route and no middleware (the framework's floor)
+  embedded        `tenantgate serve` on the embedded defaults: SQLite, in-process guard store
+                  and report cache
+  sqlite+redis    SQLite with TENANTGATE_REDIS_URL (as in production, one worker); reports
+                  computed by the database on every request (no report cache)
+  postgres+redis  PostgreSQL and Redis, as in production (TENANTGATE_BENCH_POSTGRES_URL); reports
+                  computed every time
+  2 workers       sqlite+redis with `--workers 2`, reports cached in Redis
+  no limiter      the embedded app with a guard store that admits without counting
+  baseline        decode HS256, load the user with the ORM, then query (bench/baseline.py)
 
-Every server is started first; the rows then take turns, a quarter of their requests at a
-time, so load from elsewhere on the machine hurts all rows alike.
-Options (environment): BENCH_REQUESTS (default 10000 per row), BENCH_CONNECTIONS (32).
+Redis rows need TENANTGATE_BENCH_REDIS_URL (or TENANTGATE_TEST_REDIS_URL), PostgreSQL rows
+TENANTGATE_BENCH_POSTGRES_URL (a database is created and dropped). Options (environment):
+BENCH_REQUESTS (default 10000 per row), BENCH_CONNECTIONS (32).
 """
 
 from __future__ import annotations
@@ -24,7 +28,6 @@ import asyncio
 import json
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,103 +41,30 @@ from pathlib import Path
 import httpx
 import jwt
 
-from auth.passwords import Passwords
 from bench.baseline import SECRET_ENV
+from bench.layers import profile_item_read
+from bench.seed import (
+    BULK,
+    BULK_EMAIL,
+    EMAIL,
+    PLAN_LIMITS,
+    TENANT,
+    create_postgres_database,
+    drop_postgres_database,
+    seed,
+)
+from bench.servers import ROOT, server, tenantgate_serve, uvicorn
 from config.settings import Settings
-from storage import accounts
-from storage.database import Database
-from storage.items import NewItem, create_item
 from storage.migrate import upgrade
 
-ROOT = Path(__file__).resolve().parent.parent
-TENANT = "bench"
-EMAIL = "bench@bench.test"
-UNREACHABLE = "1000000000/hour"
-PLAN_LIMITS = {TENANT: {"principal": UNREACHABLE, "tenant": UNREACHABLE}}
 REQUESTS = int(os.environ.get("BENCH_REQUESTS", "10000"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "32"))
 ROUNDS = 4  # each row's requests are run in this many slices, the rows taking turns
 WARMUP = 200  # requests before each slice, not measured
-
-
-@dataclass(frozen=True)
-class Row:
-    name: str
-    result: dict[str, float]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-async def seed(settings: Settings, password: str) -> tuple[str, str]:
-    """A tenant on the unreachable plan, a viewer in it and 100 items: (user id, an item id)."""
-    database = Database(settings)
-    passwords = Passwords(settings)
-    try:
-        password_hash = await passwords.hash(password)
-        async with database.write() as connection:
-            await accounts.create_tenant(connection, TENANT, "Bench", TENANT)
-            user_id = await accounts.create_user(connection, EMAIL, password_hash)
-            await accounts.add_member(connection, TENANT, user_id, "viewer")
-        ids = []
-        for index in range(100):
-            new = NewItem(
-                sku=f"SKU-{index:04d}",
-                name=f"Item {index}",
-                description="a thing that is counted",
-                category=("tools", "parts", "books")[index % 3],
-                price_units=125_000 + index,
-                quantity=index,
-                tags=["bench", f"t{index % 5}"],
-            )
-            ids.append((await create_item(database.driver, TENANT, new)).id)
-        return user_id, ids[len(ids) // 2]
-    finally:
-        passwords.close()
-        await database.dispose()
-
-
-@contextmanager
-def server(command: list[str], env: dict[str, str], log: Path) -> Iterator[int]:
-    port = free_port()
-    with log.open("ab") as output:
-        process = subprocess.Popen(
-            [*command, "--port", str(port)], cwd=ROOT, env=env, stdout=output, stderr=output
-        )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                raise SystemExit(f"server exited; see {log}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code in {
-                    200,
-                    404,
-                }:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit(f"server did not start; see {log}")
-            time.sleep(0.1)
-        yield port
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-
-
-def uvicorn(app: str, *, factory: bool = False) -> list[str]:
-    command = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--no-proxy-headers"]
-    return [*command, "--no-server-header", *(["--factory"] if factory else [])]
-
-
-def tenantgate_serve() -> list[str]:
-    """The real entry point with its own defaults (`tenantgate serve`)."""
-    return [sys.executable, "-c", "from api.cli import main; main()", "serve"]
+NO_REPORT_CACHE = "TENANTGATE_REPORT_CACHE_TTL"  # set to 0: reports computed every time
+CREATE_BODY = json.dumps(
+    {"sku": "B-{n}", "name": "Bench item", "category": "bench", "price": "1.25", "quantity": 1}
+)
 
 
 @dataclass
@@ -145,6 +75,9 @@ class Target:
     port: int
     path: str
     token: str | None = None
+    method: str = "GET"
+    body: str | None = None
+    expect: int = 200
     seconds: float = 0.0
     latencies: list[float] = field(default_factory=list)
 
@@ -152,92 +85,171 @@ class Target:
         command = [sys.executable, "-m", "bench.load", "--port", str(self.port)]
         command += ["--path", self.path, "--requests", str(requests), "--raw"]
         command += ["--connections", str(CONNECTIONS), "--warmup", str(WARMUP)]
+        command += ["--method", self.method]
+        if self.body is not None:
+            command += ["--body", self.body]
         if self.token:
             command += ["--header", f"Authorization: Bearer {self.token}"]
         run = subprocess.run(command, cwd=ROOT, check=True, capture_output=True, text=True)
         result = json.loads(run.stdout)
-        if set(result["statuses"]) != {"200"}:
-            headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-            url = f"http://127.0.0.1:{self.port}{self.path}"
-            sample = httpx.get(url, headers=headers, timeout=10).text
-            raise SystemExit(f"{self.name}: statuses {result['statuses']}: {sample[:500]}")
+        if set(result["statuses"]) != {str(self.expect)}:
+            raise SystemExit(f"{self.name}: statuses {result['statuses']}")
         self.seconds += result["seconds"]
         self.latencies += result["latencies_ms"]
 
-    def result(self) -> dict[str, float]:
+    @property
+    def rps(self) -> float:
+        return len(self.latencies) / self.seconds
+
+    def percentile(self, fraction: float) -> float:
         ordered = sorted(self.latencies)
-        return {
-            "rps": len(ordered) / self.seconds,
-            "p50_ms": ordered[int(0.50 * len(ordered))],
-            "p99_ms": ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))],
-        }
+        return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def access_token(port: int, password: str) -> str:
-    form = {"grant_type": "password", "username": EMAIL, "password": password, "tenant": TENANT}
-    response = httpx.post(f"http://127.0.0.1:{port}/token", data=form, timeout=30)
+@dataclass
+class Backend:
+    """One database the servers share: its settings, a token for each tenant, an item id."""
+
+    settings: Settings
+    env: dict[str, str]
+    item_id: str = ""
+    user_id: str = ""
+    tokens: dict[str, str] = field(default_factory=dict)
+
+
+def access_token(port: int, email: str, password: str, tenant: str) -> str:
+    form = {"grant_type": "password", "username": email, "password": password, "tenant": tenant}
+    response = httpx.post(f"http://127.0.0.1:{port}/token", data=form, timeout=60)
     response.raise_for_status()
     token: str = response.json()["access_token"]
     return token
 
 
-def measure() -> list[Row]:
+def prepare(url: str, base_env: dict[str, str], password: str) -> Backend:
+    env = {**base_env, "TENANTGATE_DATABASE_URL": url}
+    settings = Settings(_env_file=None, database_url=url, plan_limits=PLAN_LIMITS)
+    upgrade(settings)
+    seeded = asyncio.run(seed(settings, password))
+    return Backend(settings, env, item_id=seeded.item_id, user_id=seeded.user_id)
+
+
+def login(backend: Backend, port: int, password: str) -> None:
+    backend.tokens[TENANT] = access_token(port, EMAIL, password, TENANT)
+    backend.tokens[BULK] = access_token(port, BULK_EMAIL, password, BULK)
+
+
+def report_row(label: str, port: int, backend: Backend) -> Target:
+    path = f"/v1/tenants/{BULK}/reports/inventory"
+    return Target(f"inventory report (10,000 items), {label}", port, path, backend.tokens[BULK])
+
+
+def data_rows(label: str, port: int, backend: Backend, *, cached: bool) -> list[Target]:
+    token = backend.tokens[TENANT]
+    base = f"/v1/tenants/{TENANT}"
+    return [
+        Target(f"item read, {label}", port, f"{base}/items/{backend.item_id}", token),
+        Target(f"list page of 50, {label}", port, f"{base}/items?limit=50", token),
+        Target(
+            f"create item, {label}",
+            port,
+            f"{base}/items",
+            token,
+            method="POST",
+            body=CREATE_BODY,
+            expect=201,
+        ),
+        report_row(f"{label}, {'cached' if cached else 'computed'}", port, backend),
+    ]
+
+
+@contextmanager
+def postgres_database(admin_url: str | None) -> Iterator[str | None]:
+    if admin_url is None:
+        yield None
+        return
+    name = f"tenantgate_bench_{uuid.uuid4().hex[:8]}"
+    url = create_postgres_database(admin_url, name)
+    try:
+        yield url
+    finally:
+        drop_postgres_database(admin_url, name)
+
+
+def measure() -> tuple[list[Target], str]:
+    redis_url = os.environ.get("TENANTGATE_BENCH_REDIS_URL") or os.environ.get(
+        "TENANTGATE_TEST_REDIS_URL"
+    )
+    postgres_admin = os.environ.get("TENANTGATE_BENCH_POSTGRES_URL")
     with (
         tempfile.TemporaryDirectory(prefix="tenantgate-bench-") as directory,
+        postgres_database(postgres_admin) as postgres_url,
         ExitStack() as servers,
     ):
-        workdir = Path(directory)
-        log = workdir / "servers.log"
-        env = {
+        log = Path(directory) / "servers.log"
+        base_env = {
             **os.environ,
-            "TENANTGATE_DATABASE_URL": f"sqlite+aiosqlite:///{workdir / 'bench.db'}",
             "TENANTGATE_PLAN_LIMITS": json.dumps(PLAN_LIMITS),
             "TENANTGATE_ENV": "development",
         }
-        env.pop("TENANTGATE_REDIS_URL", None)
-        settings = Settings(_env_file=None, database_url=env["TENANTGATE_DATABASE_URL"])
-        upgrade(settings)
+        base_env.pop("TENANTGATE_REDIS_URL", None)
         password = secrets.token_urlsafe(18)
-        user_id, item_id = asyncio.run(seed(settings, password))
-        item = f"/v1/tenants/{TENANT}/items/{item_id}"
+        sqlite = prepare(f"sqlite+aiosqlite:///{directory}/bench.db", base_env, password)
         secret = secrets.token_urlsafe(32)
-        hs256 = jwt.encode({"sub": user_id, "exp": int(time.time()) + 3600}, secret, "HS256")
 
         # Every server is up at once (an idle one costs nothing) and the rows take turns, a
         # slice at a time: a burst of load from elsewhere on the machine hits all rows alike.
-        bare = servers.enter_context(server(uvicorn("bench.variants:bare", factory=True), env, log))
-        main = servers.enter_context(server(tenantgate_serve(), env, log))
-        token = access_token(main, password)
-        unlimited = servers.enter_context(
-            server(uvicorn("bench.variants:without_limiter", factory=True), env, log)
-        )
-        baseline = servers.enter_context(
-            server(uvicorn("bench.baseline:create", factory=True), {**env, SECRET_ENV: secret}, log)
-        )
+        bare = servers.enter_context(server(uvicorn("bench.variants:bare"), sqlite.env, log))
+        embedded = servers.enter_context(server(tenantgate_serve(), sqlite.env, log))
+        login(sqlite, embedded, password)
+        item = f"/v1/tenants/{TENANT}/items/{sqlite.item_id}"
+        hs256 = jwt.encode({"sub": sqlite.user_id, "exp": int(time.time()) + 3600}, secret, "HS256")
         targets = [
             Target("bare FastAPI /health", bare, "/health"),
-            Target("/health", main, "/health"),
-            Target("/v1/me", main, "/v1/me", token),
-            Target("item read", main, item, token),
-            Target("item read, no limiter", unlimited, item, token),
+            Target("/health", embedded, "/health"),
+            Target("/v1/me, embedded", embedded, "/v1/me", sqlite.tokens[TENANT]),
+            *data_rows("embedded", embedded, sqlite, cached=True),
         ]
-        redis_url = os.environ.get("TENANTGATE_BENCH_REDIS_URL")
+        unlimited = servers.enter_context(
+            server(uvicorn("bench.variants:without_limiter"), sqlite.env, log)
+        )
+        targets.append(Target("item read, no limiter", unlimited, item, sqlite.tokens[TENANT]))
         if redis_url:
             prefix = f"tgbench-{uuid.uuid4().hex[:8]}"
             servers.callback(_forget_prefix, redis_url, prefix)
-            redis_env = {
-                **env,
-                "TENANTGATE_REDIS_URL": redis_url,
-                "TENANTGATE_REDIS_PREFIX": prefix,
-            }
-            on_redis = servers.enter_context(server(tenantgate_serve(), redis_env, log))
-            targets.append(Target("item read, Redis limiter", on_redis, item, token))
+            redis_env = {"TENANTGATE_REDIS_URL": redis_url, "TENANTGATE_REDIS_PREFIX": prefix}
+            sqlite_redis = {**sqlite.env, **redis_env}
+            # The report rows of these servers measure the database's aggregate: no cache.
+            uncached = {**sqlite_redis, NO_REPORT_CACHE: "0"}
+            on_redis = servers.enter_context(server(tenantgate_serve(), uncached, log))
+            token = sqlite.tokens[TENANT]
+            targets.append(Target("/v1/me, Redis", on_redis, "/v1/me", token))
+            targets += data_rows("SQLite + Redis", on_redis, sqlite, cached=False)
+            two = servers.enter_context(server(tenantgate_serve(2), sqlite_redis, log))
+            targets.append(Target("item read, SQLite + Redis, 2 workers", two, item, token))
+            targets.append(report_row("SQLite + Redis, 2 workers, cached", two, sqlite))
+            if postgres_url:
+                postgres = prepare(postgres_url, base_env, password)
+                pg_env = {
+                    **postgres.env,
+                    **redis_env,
+                    "TENANTGATE_REDIS_PREFIX": prefix + "pg",
+                    NO_REPORT_CACHE: "0",
+                }
+                servers.callback(_forget_prefix, redis_url, prefix + "pg")
+                on_postgres = servers.enter_context(server(tenantgate_serve(), pg_env, log))
+                login(postgres, on_postgres, password)
+                targets += data_rows("PostgreSQL + Redis", on_postgres, postgres, cached=False)
+        baseline_env = {**sqlite.env, SECRET_ENV: secret}
+        baseline = servers.enter_context(
+            server(uvicorn("bench.baseline:create"), baseline_env, log)
+        )
         targets.append(Target("baseline: HS256 + ORM user + query", baseline, item, hs256))
 
         for _ in range(ROUNDS):
             for target in targets:
                 target.load(REQUESTS // ROUNDS)
-        return [Row(target.name, target.result()) for target in targets]
+        layers = profile_item_read(sqlite.settings, item, sqlite.tokens[TENANT])
+        return targets, layers
 
 
 def _forget_prefix(redis_url: str, prefix: str) -> None:
@@ -250,28 +262,10 @@ def _forget_prefix(redis_url: str, prefix: str) -> None:
     client.close()
 
 
-def table(rows: list[Row]) -> str:
-    by_name = {row.name: row.result for row in rows}
-    bare, health = by_name["bare FastAPI /health"]["rps"], by_name["/health"]["rps"]
-    lines = [
-        f"{'':38} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'x /health':>10} {'x bare':>8}",
-        *(
-            f"{row.name:38} {row.result['rps']:>9.0f} {row.result['p50_ms']:>8.2f} "
-            f"{row.result['p99_ms']:>8.2f} {row.result['rps'] / health:>10.2f} "
-            f"{row.result['rps'] / bare:>8.2f}"
-            for row in rows
-        ),
-        "",
-    ]
-    guarded, baseline = by_name["item read"], by_name["baseline: HS256 + ORM user + query"]
-    unlimited = by_name["item read, no limiter"]
-    lines.append(f"item read / baseline:              {guarded['rps'] / baseline['rps']:.2f}x")
-    lines.append(f"item read / item read, no limiter: {guarded['rps'] / unlimited['rps']:.2f}x")
-    lines.append(
-        f"{REQUESTS} requests per row, {CONNECTIONS} connections, 1 worker, {os.cpu_count()} CPUs"
-    )
-    return "\n".join(lines)
-
-
 if __name__ == "__main__":
-    print(table(measure()))
+    from bench.report import report
+
+    rows, layers = measure()
+    print(report(rows, REQUESTS, CONNECTIONS))
+    print()
+    print(layers)

@@ -3,6 +3,8 @@
 `python -m bench.load --port 8000 --path /health --requests 20000` prints one JSON object:
 requests, seconds, req/s, p50 and p99 latency in ms, and the count of each status code. A raw
 asyncio client (uvloop when installed): httpx would saturate its core before the server does.
+`--method POST --body '{"sku": "S-{n}"}'` sends a JSON body, `{n}` replaced by a number unique
+to each request of the run (so each create is a new item).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import secrets
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -20,12 +23,27 @@ class Run:
     budget: int
     latencies: list[float] = field(default_factory=list)
     statuses: Counter[int] = field(default_factory=Counter)
+    taken: int = 0
 
-    def take(self) -> bool:
+    def take(self) -> int | None:
+        """The number of the next request, or None when the budget is spent."""
         if self.budget <= 0:
-            return False
+            return None
         self.budget -= 1
-        return True
+        self.taken += 1
+        return self.taken
+
+
+@dataclass(frozen=True)
+class Request:
+    head: bytes
+    body: str | None  # with `{n}` where the request number goes
+
+    def render(self, number: int) -> bytes:
+        if self.body is None:
+            return self.head + b"\r\n"
+        body = self.body.replace("{n}", str(number)).encode()
+        return self.head + b"Content-Length: %d\r\n\r\n" % len(body) + body
 
 
 async def read_response(reader: asyncio.StreamReader) -> int:
@@ -50,12 +68,13 @@ async def read_response(reader: asyncio.StreamReader) -> int:
     return status
 
 
-async def connection(port: int, request: bytes, run: Run, record: bool) -> None:
+async def connection(port: int, request: Request, run: Run, record: bool) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
-        while run.take():
+        while (number := run.take()) is not None:
+            payload = request.render(number)
             started = time.perf_counter()
-            writer.write(request)
+            writer.write(payload)
             status = await read_response(reader)
             if record:
                 run.latencies.append(time.perf_counter() - started)
@@ -64,7 +83,7 @@ async def connection(port: int, request: bytes, run: Run, record: bool) -> None:
         writer.close()
 
 
-async def drive(port: int, request: bytes, requests: int, connections: int, record: bool) -> Run:
+async def drive(port: int, request: Request, requests: int, connections: int, record: bool) -> Run:
     run = Run(requests)
     await asyncio.gather(*(connection(port, request, run, record) for _ in range(connections)))
     return run
@@ -75,9 +94,15 @@ def percentile(ordered: list[float], fraction: float) -> float:
 
 
 async def main(args: argparse.Namespace) -> dict[str, object]:
-    lines = [f"GET {args.path} HTTP/1.1", f"Host: 127.0.0.1:{args.port}", *args.header]
-    request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-    await drive(args.port, request, args.warmup, args.connections, record=False)
+    lines = [f"{args.method} {args.path} HTTP/1.1", f"Host: 127.0.0.1:{args.port}", *args.header]
+    if args.body is not None:
+        lines.append("Content-Type: application/json")
+    head = ("\r\n".join(lines) + "\r\n").encode("latin-1")
+    # Every run (and its warm-up) numbers its requests apart from every other run.
+    run_id = secrets.token_hex(4)
+    request = Request(head, _prefixed(args.body, run_id))
+    warmup = Request(head, _prefixed(args.body, "w" + run_id))
+    await drive(args.port, warmup, args.warmup, args.connections, record=False)
     started = time.perf_counter()
     run = await drive(args.port, request, args.requests, args.connections, record=True)
     seconds = time.perf_counter() - started
@@ -95,10 +120,16 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
     return result
 
 
+def _prefixed(body: str | None, prefix: str) -> str | None:
+    return None if body is None else body.replace("{n}", prefix + "{n}")
+
+
 def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--path", required=True)
+    parser.add_argument("--method", default="GET")
+    parser.add_argument("--body", help="JSON body; {n} becomes the request's number")
     parser.add_argument("--header", action="append", default=[], help="'Name: value'")
     parser.add_argument("--requests", type=int, default=20_000)
     parser.add_argument("--warmup", type=int, default=1_000)

@@ -7,13 +7,16 @@ from functools import lru_cache
 from typing import Annotated
 
 from limits import parse as parse_limit
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./var/tenantgate.db"
 DEFAULT_ISSUER = "http://127.0.0.1:8000"
 # Host names a development server answers to (`tenantgate.test` is the test suite's host).
 DEVELOPMENT_HOSTS = ("localhost", "127.0.0.1", "::1", "tenantgate.test", "testserver")
+# Development only: production refuses to start without a secret of its own.
+DEVELOPMENT_SYSTEM_SECRET = "tenantgate-development-system-secret"  # noqa: S105
+MIN_SYSTEM_SECRET_LENGTH = 32
 
 
 class Environment(StrEnum):
@@ -40,23 +43,45 @@ class Settings(BaseSettings):
     """Every setting of the service; the README's configuration table mirrors this class."""
 
     model_config = SettingsConfigDict(
-        env_prefix="TENANTGATE_", env_file=".env", extra="ignore", frozen=True
+        env_prefix="TENANTGATE_",
+        env_file=".env",
+        extra="ignore",
+        frozen=True,
+        populate_by_name=True,
     )
 
     env: Environment = Environment.DEVELOPMENT
     database_url: str = DEFAULT_DATABASE_URL
     database_pool_size: int = Field(default=20, ge=1)
+    # Seconds to open (or get a pooled) connection, and per statement (PostgreSQL command
+    # timeout, SQLite busy timeout): past them a request is a 503, not a hang.
+    database_connect_timeout: float = Field(default=2.0, gt=0)
+    database_timeout: float = Field(default=2.0, gt=0)
     redis_url: str | None = None
     redis_prefix: str = "tg"
-    redis_timeout: float = Field(default=0.25, gt=0)
+    redis_timeout: float = Field(default=1.0, gt=0)
     # Rate limits: seconds between probes of a failed Redis; plan limits overriding or adding to
     # policies/plans.py as JSON ({"free": {"principal": "60/minute", "tenant": "300/minute"}});
     # /token limits per client IP and per username; worker count (`serve --workers` sets it).
     redis_breaker_cooldown: float = Field(default=2.0, gt=0)
+    # The breaker opens on a sustained failure: this many failed Redis calls, half of all calls
+    # or more, within this many seconds. While Redis fails each process admits limit / this
+    # many processes (unset: the worker count; set it to pods x workers behind one Redis).
+    redis_breaker_failures: int = Field(default=5, ge=1)
+    redis_breaker_window: float = Field(default=10.0, gt=0)
+    redis_fallback_processes: int | None = Field(default=None, ge=1)
     plan_limits: dict[str, dict[str, str]] = Field(default_factory=dict)
     login_rate_limit_ip: str = "30/minute"
     login_rate_limit_username: str = "10/minute"
-    workers: int = Field(default=1, ge=1)
+    login_rate_limit_client: str = "10/minute"
+    password_change_rate_limit: str = "5/minute"  # noqa: S105 - a rate, not a password
+    # Keys HMACs of identifiers the service keeps outside the database (the sign-in limiter's
+    # username keys): the same in every worker, never sent anywhere.
+    system_secret: SecretStr | None = None
+    # uvicorn and gunicorn read WEB_CONCURRENCY when --workers is not given.
+    workers: int = Field(
+        default=1, ge=1, validation_alias=AliasChoices("TENANTGATE_WORKERS", "WEB_CONCURRENCY")
+    )
     issuer: str = DEFAULT_ISSUER
     audience: str = "tenantgate"
     access_token_ttl: int = Field(default=900, ge=30, le=86_400)
@@ -86,7 +111,12 @@ class Settings(BaseSettings):
     # Events an audit stream may have waiting before it is closed as too slow (1013).
     audit_stream_buffer: int = Field(default=1000, ge=1)
 
-    @field_validator("login_rate_limit_ip", "login_rate_limit_username")
+    @field_validator(
+        "login_rate_limit_ip",
+        "login_rate_limit_username",
+        "login_rate_limit_client",
+        "password_change_rate_limit",
+    )
     @classmethod
     def _limit_string(cls, value: str) -> str:
         parse_limit(value)  # "100/minute" syntax; raises ValueError on anything else
@@ -108,6 +138,12 @@ class Settings(BaseSettings):
         if self.cors_allow_credentials and "*" in self.cors_origins:
             raise ValueError("TENANTGATE_CORS_ORIGINS='*' cannot be used with credentials")
         return self
+
+    @property
+    def system_key(self) -> bytes:
+        """The HMAC key: TENANTGATE_SYSTEM_SECRET, or the development value."""
+        secret = self.system_secret.get_secret_value() if self.system_secret else None
+        return (secret or DEVELOPMENT_SYSTEM_SECRET).encode()
 
     @property
     def is_sqlite(self) -> bool:
@@ -138,6 +174,12 @@ class Settings(BaseSettings):
             problems.append(
                 "TENANTGATE_ALLOWED_HOSTS is the development default or '*'; list the public "
                 "host names"
+            )
+        secret = self.system_secret.get_secret_value() if self.system_secret else ""
+        if len(secret) < MIN_SYSTEM_SECRET_LENGTH:
+            problems.append(
+                "TENANTGATE_SYSTEM_SECRET is not set or shorter than 32 characters; production "
+                "needs a random secret shared by every worker (openssl rand -hex 32)"
             )
         if self.log_level.upper() == "DEBUG":
             problems.append("TENANTGATE_LOG_LEVEL is DEBUG; production logs at INFO or above")

@@ -41,8 +41,8 @@ async def _admit(request: HTTPConnection, principal: Principal, *, tenant: bool)
     if verdict.outcome is Outcome.UNKNOWN_TENANT:
         # The store lost the tenant (new worker, Redis restarted, fallback reset when Redis
         # failed): publish it from the database once and ask again. Never for a warm tenant.
-        await _reseed(request, store, admission.tag)
-        verdict = await store.admit(admission)
+        seeded = await _reseed(request, store, admission.tag)
+        verdict = await seeded.admit(admission)
     request.state.rate_limit = verdict
     if verdict.outcome is Outcome.REVOKED:
         raise InvalidToken("revoked")
@@ -58,18 +58,23 @@ async def _admit(request: HTTPConnection, principal: Principal, *, tenant: bool)
     return verdict
 
 
-async def _reseed(request: HTTPConnection, store: GuardStore, tag: str) -> None:
+async def _reseed(request: HTTPConnection, store: GuardStore, tag: str) -> GuardStore:
+    """Publish `tag` from the database; returns the store to ask again (while Redis fails,
+    this process's own, so the request does not wait for Redis a second time)."""
     database = cast(Database, request.app.state.database)
     async with database.read() as connection:
         if not isinstance(store, FailoverGuardStore):
             await publish(connection, store, tag)
-            return
+            return store
+        target = store.seeding_target()
         try:
-            await publish(connection, store.seeding_target(), tag)
+            await publish(connection, target, tag)
         except GuardStateUnavailable:
-            # Redis failed while being seeded (the breaker is open now): serve this request,
-            # and the next ones, from the process's own store, seeded from the same rows.
-            await publish(connection, store.seeding_target(), tag)
+            # Redis failed while being seeded: serve this request from the process's own
+            # store, seeded from the same rows.
+            target = store.fallback
+            await publish(connection, target, tag)
+        return target
 
 
 async def admit_tenant_request(request: HTTPConnection, _tenant: TenantStage) -> None:

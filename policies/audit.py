@@ -155,7 +155,7 @@ async def record_rate_limited(request: HTTPConnection, error: RateLimited) -> No
     principal = request_principal(request)
     if principal is None:
         return
-    names = ("principal", "tenant") if len(error.counters) == 2 else ()
+    names = error.names or (("principal", "tenant") if len(error.counters) == 2 else ())
     exhausted = [
         (names[index] if names else f"counter{index}", counter)
         for index, counter in enumerate(error.counters)

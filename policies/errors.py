@@ -21,9 +21,10 @@ class InsufficientScope(DomainError):
 
 
 class RateLimited(DomainError):
-    def __init__(self, counters: tuple[Counter, ...]) -> None:
+    def __init__(self, counters: tuple[Counter, ...], names: tuple[str, ...] = ()) -> None:
         super().__init__("rate limit exceeded")
         self.counters = counters
+        self.names = names  # of the counters, for the audit trail (admission's are implied)
 
     @property
     def retry_after(self) -> int:

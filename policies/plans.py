@@ -61,6 +61,9 @@ class PlanTable:
         self._windows = windows
         self._client_caps = caps
 
+    def names(self) -> tuple[str, ...]:
+        return tuple(self._windows)
+
     def windows(self, plan: str) -> tuple[Window, Window]:
         return self._windows.get(plan, self._windows[DEFAULT_PLAN])
 
@@ -79,6 +82,11 @@ _TABLE: Final = PlanTable()
 
 def configure_plans(overrides: Mapping[str, Mapping[str, str]]) -> None:
     _TABLE.configure(overrides)
+
+
+def known_plans() -> tuple[str, ...]:
+    """The built-in plans and those TENANTGATE_PLAN_LIMITS adds, as configured in this process."""
+    return _TABLE.names()
 
 
 def plan_windows(plan: str) -> tuple[Window, Window]:

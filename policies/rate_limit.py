@@ -11,6 +11,7 @@ describe the most restrictive counter (fewest remaining; on a tie, the later res
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -160,9 +161,15 @@ def ip_bucket(ip: str) -> str:
     return str(address) if address is not None else ip
 
 
-def username_key(username: str) -> str:
-    """Case-insensitive like the sign-in itself; hashed, so Redis holds no email addresses."""
-    return hashlib.sha256(username.strip().lower().encode()).hexdigest()[:32]
+def keyed_hash(key: bytes, kind: str, value: str) -> str:
+    """An HMAC, not a bare hash: usernames and client ids are guessable, so a bare SHA-256 of
+    one could be reversed with a dictionary by anyone who reads the store."""
+    return hmac.new(key, f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def username_key(username: str, key: bytes) -> str:
+    """Case-insensitive like the sign-in itself; keyed, so Redis holds no email addresses."""
+    return keyed_hash(key, "username", username.strip().lower())
 
 
 async def limit_login(request: Request, username: str) -> None:
@@ -177,7 +184,10 @@ async def limit_login(request: Request, username: str) -> None:
         LOGIN_TAG,
         [
             (f"ip:{ip_bucket(ip)}", window(settings.login_rate_limit_ip)),
-            (f"user:{username_key(username)}", window(settings.login_rate_limit_username)),
+            (
+                f"user:{username_key(username, settings.system_key)}",
+                window(settings.login_rate_limit_username),
+            ),
         ],
     )
     by_ip, by_username = (

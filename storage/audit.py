@@ -52,6 +52,10 @@ class Action(StrEnum):
     TENANT_SUSPENDED = "tenant.suspended"
     ACCESS_DENIED = "access.denied"
     RATE_LIMIT_EXCEEDED = "rate_limit.exceeded"
+    PASSWORD_CHANGED = "password.changed"  # noqa: S105 - an action name
+    PASSWORD_CHANGE_REFUSED = "password.change_refused"  # noqa: S105 - an action name
+    SIGNING_KEY_ROTATED = "signing_key.rotated"
+    PLATFORM_ADMIN_CREATED = "platform_admin.created"
 
 
 class EventOutcome(StrEnum):

@@ -22,6 +22,7 @@ class EventFilter:
 
     action: str | None = None
     actor: str | None = None
+    outcome: str | None = None
     since: datetime | None = None
     until: datetime | None = None
 
@@ -41,6 +42,8 @@ async def events(
         query = query.where(table.c.action == filters.action)
     if filters.actor is not None:
         query = query.where(table.c.actor_subject == filters.actor)
+    if filters.outcome is not None:
+        query = query.where(table.c.outcome == filters.outcome)
     if filters.since is not None:
         query = query.where(table.c.occurred_at >= filters.since)
     if filters.until is not None:
@@ -79,8 +82,12 @@ class Break:
 
 @dataclass(frozen=True, slots=True)
 class Verification:
+    """`checked` events verified in order from seq 1; `last_hash` is the last one's hash
+    (64 zeros when none), so `checked` is also the seq of the last verified event."""
+
     chain: str
     checked: int
+    last_hash: str
     broken: Break | None
 
     @property
@@ -153,7 +160,7 @@ def verify_events(events: Iterable[Event], chain: str = "export") -> Verificatio
     truncated end goes unnoticed here: compare the last hash with `audit verify` for that."""
     walk = _Walk()
     walk.feed(events)
-    return Verification(chain, walk.checked, walk.broken)
+    return Verification(chain, walk.checked, walk.prev_hash, walk.broken)
 
 
 async def verify(database: Database, tenant: str | None) -> Verification:
@@ -176,4 +183,4 @@ async def verify(database: Database, tenant: str | None) -> Verification:
             )
         ).first()
         walk.finish(*((0, GENESIS_HASH) if head is None else (int(head.seq), str(head.hash))))
-    return Verification(chain, walk.checked, walk.broken)
+    return Verification(chain, walk.checked, walk.prev_hash, walk.broken)

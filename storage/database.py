@@ -18,12 +18,11 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from config.settings import Settings
-from storage import commit_hooks
+from storage import commit_hooks, failures, postgres_timeouts
 from storage.driver import Driver, open_driver
 from storage.errors import InvalidText
 from storage.sqlite_driver import one_hop_dbapi
 
-SQLITE_BUSY_TIMEOUT_MS = 30_000
 # The engines serve admin and audit routes; the data path has its own pool of pool_size.
 ENGINE_POOL_SHARE = 4
 
@@ -32,12 +31,13 @@ def _no_rollback(_dbapi_connection: Any) -> None:
     return None
 
 
-def _sqlite_engine(url: str, *, begin: str | None) -> AsyncEngine:
+def _sqlite_engine(url: str, settings: Settings, *, begin: str | None) -> AsyncEngine:
     """`begin` is the statement that opens a transaction; None for an autocommit reader."""
+    busy_timeout_ms = round(settings.database_timeout * 1000)
     engine = create_async_engine(
         url,
         module=one_hop_dbapi(),
-        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+        connect_args={"timeout": settings.database_timeout},
         pool_reset_on_return="rollback" if begin else None,
     )
 
@@ -47,7 +47,7 @@ def _sqlite_engine(url: str, *, begin: str | None) -> AsyncEngine:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
@@ -91,15 +91,20 @@ class Database:
     def __init__(self, settings: Settings) -> None:
         url = make_url(settings.database_url)
         self.is_sqlite = url.get_backend_name() == "sqlite"
-        self.driver: Driver = open_driver(url, pool_size=settings.database_pool_size)
+        self.driver: Driver = open_driver(
+            url,
+            pool_size=settings.database_pool_size,
+            connect_timeout=settings.database_connect_timeout,
+            timeout=settings.database_timeout,
+        )
         # Told what each committed write() noted (storage/commit_hooks.py): the audit feed.
         self.on_commit: Callable[[list[object]], None] | None = None
         if self.is_sqlite:
             if url.database and url.database != ":memory:":
                 Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-            self.reader = _sqlite_engine(settings.database_url, begin=None)
-            self.snapshots = _sqlite_engine(settings.database_url, begin="BEGIN")
-            self.writer = _sqlite_engine(settings.database_url, begin="BEGIN IMMEDIATE")
+            self.reader = _sqlite_engine(settings.database_url, settings, begin=None)
+            self.snapshots = _sqlite_engine(settings.database_url, settings, begin="BEGIN")
+            self.writer = _sqlite_engine(settings.database_url, settings, begin="BEGIN IMMEDIATE")
         else:
             # No pool_pre_ping: it costs a round trip per checkout; a connection broken by a
             # server restart is invalidated (with its pool) on first use instead.
@@ -109,6 +114,9 @@ class Database:
                 pool_size=engine_pool,
                 max_overflow=engine_pool,
                 pool_recycle=1800,
+                # A server that is down or hung must become a 503 within seconds, not minutes.
+                pool_timeout=settings.database_connect_timeout,
+                connect_args=postgres_timeouts.connect_args(settings),
             )
             self.snapshots = self.writer.execution_options(isolation_level="REPEATABLE READ")
             self.reader = self.writer.execution_options(isolation_level="AUTOCOMMIT")
@@ -118,25 +126,40 @@ class Database:
             self.writer.sync_engine,
         }:
             event.listen(engine, "before_cursor_execute", _refuse_nul)
+            event.listen(engine, "handle_error", failures.invalidate_spoiled_connection)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
         """A connection in autocommit: each statement sees the latest committed data."""
-        async with self.reader.connect() as connection:
-            yield connection
+        with failures.translated():
+            async with self.reader.connect() as connection:
+                yield connection
 
     @asynccontextmanager
     async def snapshot(self) -> AsyncIterator[AsyncConnection]:
         """A read transaction: every statement sees the same committed state."""
-        async with self.snapshots.begin() as connection:
-            yield connection
+        with failures.translated():
+            async with self.snapshots.begin() as connection:
+                yield connection
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
-        """A transaction committed on success and rolled back on any error."""
-        with commit_hooks.collecting() as committed:
-            async with self.writer.begin() as connection:
-                yield connection
+        """A transaction committed on success and rolled back on any error.
+
+        A connection lost during COMMIT is CommitUnknown (PostgreSQL cannot say whether it
+        landed); SQLite reports a failed COMMIT as not committed.
+        """
+        with commit_hooks.collecting() as committed, failures.translated():
+            async with self.writer.connect() as connection:
+                transaction = await connection.begin()
+                try:
+                    yield connection
+                except BaseException:
+                    if transaction.is_active:
+                        await transaction.rollback()
+                    raise
+                with failures.translated(commit=True, outcome_known=self.is_sqlite):
+                    await transaction.commit()
         if committed and self.on_commit is not None:
             self.on_commit(committed)
 

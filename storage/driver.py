@@ -42,11 +42,17 @@ class Driver(Protocol):
     async def close(self) -> None: ...
 
 
-def open_driver(url: sa.URL, *, pool_size: int) -> Driver:
+def open_driver(
+    url: sa.URL, *, pool_size: int, connect_timeout: float = 5.0, timeout: float = 30.0
+) -> Driver:
+    """`connect_timeout` bounds opening or waiting for a connection, `timeout` each statement
+    (SQLite: the busy timeout); past them the database is unavailable (a 503)."""
     if url.get_backend_name() == "sqlite":
         from storage.driver_sqlite import SqliteDriver
 
-        return SqliteDriver(url.database or "")
+        return SqliteDriver(url.database or "", busy_timeout_ms=round(timeout * 1000))
     from storage.driver_postgres import PostgresDriver
 
-    return PostgresDriver(url, pool_size=pool_size)
+    return PostgresDriver(
+        url, pool_size=pool_size, connect_timeout=connect_timeout, timeout=timeout
+    )

@@ -9,19 +9,19 @@ per use): the data path never changes session state; an open transaction is stil
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import asyncpg
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 
+from storage import failures
 from storage.driver import Row, StatementHook
-from storage.errors import ConstraintViolation, NumericOverflow
+from storage.errors import ConstraintViolation, DatabaseUnavailable, NumericOverflow
 from storage.statements import Statement
-
-CONNECT_TIMEOUT = 5.0
 
 
 async def _codecs(connection: asyncpg.Connection) -> None:
@@ -44,7 +44,11 @@ def asyncpg_dsn(url: sa.URL) -> str:
 
 
 class PostgresDriver:
-    def __init__(self, url: sa.URL, *, pool_size: int) -> None:
+    def __init__(
+        self, url: sa.URL, *, pool_size: int, connect_timeout: float, timeout: float
+    ) -> None:
+        self._connect_timeout = connect_timeout
+        self._timeout = timeout
         self.dialect: sa.Dialect = PGDialect_asyncpg()  # type: ignore[no-untyped-call]
         self.hook: StatementHook | None = None
         self._dsn = asyncpg_dsn(url)
@@ -66,7 +70,8 @@ class PostgresDriver:
                     max_size=self._pool_size,
                     init=_codecs,
                     reset=_keep_session,
-                    timeout=CONNECT_TIMEOUT,
+                    timeout=self._connect_timeout,
+                    command_timeout=self._timeout,
                 )
             return self._pool
 
@@ -75,18 +80,16 @@ class PostgresDriver:
         args = compiled.arguments(params)
         if self.hook is not None:
             self.hook(compiled.sql)
-        pool = self._pool or await self._open()
-        record = await pool.fetchrow(compiled.sql, *args)
-        return None if record is None else compiled.row(record)
+        records = await self._fetch(compiled.sql, args, writes=False)
+        return compiled.row(records[0]) if records else None
 
     async def all(self, statement: Statement, params: Mapping[str, Any]) -> list[Row]:
         compiled = statement.compiled(self.dialect)
         args = compiled.arguments(params)
         if self.hook is not None:
             self.hook(compiled.sql)
-        pool = self._pool or await self._open()
         try:
-            records = await pool.fetch(compiled.sql, *args)
+            records = await self._fetch(compiled.sql, args, writes=False)
         except asyncpg.NumericValueOutOfRangeError as error:
             raise NumericOverflow(str(error)) from None
         return [compiled.row(record) for record in records]
@@ -96,12 +99,31 @@ class PostgresDriver:
         args = compiled.arguments(params)
         if self.hook is not None:
             self.hook(compiled.sql)
-        pool = self._pool or await self._open()
         try:
-            records = await pool.fetch(compiled.sql, *args)
+            records = await self._fetch(compiled.sql, args, writes=True)
         except asyncpg.IntegrityConstraintViolationError as error:
             raise ConstraintViolation(str(error)) from None
         return [compiled.row(record) for record in records]
+
+    async def _fetch(self, sql: str, args: Sequence[Any], *, writes: bool) -> list[Any]:
+        """One statement on a pooled connection, every wait bounded; an out-of-reach server is
+        DatabaseUnavailable, or CommitUnknown for a write already sent (it is its own
+        transaction, and a frozen server may still run it once it wakes up)."""
+        with failures.translated():
+            pool = self._pool or await self._open()
+            connection = await pool.acquire(timeout=self._connect_timeout)
+        try:
+            with failures.translated(commit=writes, outcome_known=False):
+                records: list[Any] = await connection.fetch(sql, *args)
+        except DatabaseUnavailable:
+            # Broken, or stuck behind the cancellation of a timed-out statement: nothing here
+            # is worth the wait of a graceful release (a closed one is released already).
+            with contextlib.suppress(asyncpg.InterfaceError):
+                connection.terminate()
+            raise
+        finally:
+            await pool.release(connection)
+        return records
 
     async def close(self) -> None:
         if self._pool is not None:

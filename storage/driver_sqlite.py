@@ -14,18 +14,18 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 
+from storage import failures
 from storage.driver import Row, StatementHook
-from storage.errors import ConstraintViolation, NumericOverflow
+from storage.errors import ConstraintViolation, DatabaseUnavailable, NumericOverflow
 from storage.statements import Compiled, Statement
-
-BUSY_TIMEOUT_MS = 30_000
 
 
 def connect(path: str, *, busy_timeout_ms: int, read_only: bool) -> sqlite3.Connection:
@@ -50,12 +50,16 @@ def _fetch(connection: sqlite3.Connection, sql: str, args: tuple[Any, ...]) -> l
 
 
 class SqliteDriver:
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, busy_timeout_ms: int) -> None:
         self.path = path
+        self._busy_timeout_ms = busy_timeout_ms
+        # Bumped when a connection saw the file broken: every connection is then reopened, so a
+        # restored file is read at once (a SQLite connection keeps the broken file's state).
+        self._generation = 0
         self.dialect: sa.Dialect = SQLiteDialect_pysqlite()
         self.hook: StatementHook | None = None
         # One non-waiting reader per thread that runs an event loop (normally just one).
-        self._loop_readers: dict[int, sqlite3.Connection] = {}
+        self._loop_readers: dict[tuple[int, int], sqlite3.Connection] = {}
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
@@ -83,16 +87,36 @@ class SqliteDriver:
             self.hook(compiled.sql)
         loop = asyncio.get_running_loop()
         try:
-            rows = await loop.run_in_executor(self._writer, self._write_sync, compiled.sql, args)
+            with self._translated():
+                rows = await loop.run_in_executor(
+                    self._writer, self._write_sync, compiled.sql, args
+                )
         except sqlite3.IntegrityError as error:
             raise ConstraintViolation(str(error)) from None
         return [compiled.row(raw) for raw in rows]
+
+    @contextmanager
+    def _translated(self) -> Iterator[None]:
+        """A failed autocommit statement changed nothing: its outcome is known."""
+        try:
+            with failures.translated():
+                yield
+        except DatabaseUnavailable as error:
+            if failures.spoils_sqlite_connection(error.__cause__ or error):
+                self._generation += 1
+            raise
 
     async def _read(
         self, statement: Statement, compiled: Compiled, args: tuple[Any, ...]
     ) -> list[Any]:
         if self.hook is not None:
             self.hook(compiled.sql)
+        with self._translated():
+            return await self._read_once(statement, compiled, args)
+
+    async def _read_once(
+        self, statement: Statement, compiled: Compiled, args: tuple[Any, ...]
+    ) -> list[Any]:
         try:
             if not statement.scan:
                 try:
@@ -108,24 +132,27 @@ class SqliteDriver:
             raise
 
     def _loop_reader(self) -> sqlite3.Connection:
-        connection = self._loop_readers.get(threading.get_ident())
+        key = (threading.get_ident(), self._generation)
+        connection = self._loop_readers.get(key)
         if connection is None:
             connection = self._open(busy_timeout_ms=0, read_only=True)
-            self._loop_readers[threading.get_ident()] = connection
+            self._loop_readers[key] = connection
         return connection
 
     def _read_sync(self, sql: str, args: tuple[Any, ...]) -> list[Any]:
         connection = getattr(self._local, "reader", None)
-        if connection is None:
+        if connection is None or self._local.reader_generation != self._generation:
+            self._local.reader_generation = self._generation
             connection = self._local.reader = self._open(
-                busy_timeout_ms=BUSY_TIMEOUT_MS, read_only=True
+                busy_timeout_ms=self._busy_timeout_ms, read_only=True
             )
         return _fetch(connection, sql, args)
 
     def _thread_writer(self) -> sqlite3.Connection:
         connection = getattr(self._local, "writer", None)
-        if connection is None:
-            connection = self._open(busy_timeout_ms=BUSY_TIMEOUT_MS, read_only=False)
+        if connection is None or self._local.writer_generation != self._generation:
+            self._local.writer_generation = self._generation
+            connection = self._open(busy_timeout_ms=self._busy_timeout_ms, read_only=False)
             connection.execute("PRAGMA journal_mode=WAL")
             self._local.writer = connection
         return connection

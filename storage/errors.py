@@ -31,3 +31,16 @@ class ConstraintViolation(Exception):
 
 class NumericOverflow(Exception):
     """The database could not compute a value exactly (SQLite sums in 64-bit integers)."""
+
+
+class DatabaseUnavailable(DomainError):
+    """The database cannot serve now (down, hung, full, locked, unreadable); nothing was changed.
+
+    The message names the failure for operators (error class and code, never SQL parameters).
+    """
+
+    safe_to_log = True
+
+
+class CommitUnknown(DatabaseUnavailable):
+    """The connection failed while COMMIT was in flight: the change may or may not be stored."""

@@ -26,28 +26,46 @@ class _Count:
 class MemoryGuardStore:
     """Exact within one process (no await between read and write); each process counts alone.
 
+    As the fallback of a shared store, `share` processes count alone at once: each admits
+    `limit // share` (at least 1) per window, so together they stay within one limit, and
+    starts from its share of what the shared store last reported (`observe`).
+
     Expired entries are swept at most every `sweep_interval` seconds, so counters of subjects and
     IPs that never come back do not accumulate.
     """
 
     def __init__(
-        self, *, clock: Callable[[], float] = time.monotonic, sweep_interval: float = 30.0
+        self,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sweep_interval: float = 30.0,
+        share: int = 1,
     ) -> None:
         self._clock = clock
         self._sweep_interval = sweep_interval
         self._next_sweep = clock() + sweep_interval
+        self.share = share
         self._tenants: dict[str, TenantState] = {}
         self._revoked: dict[tuple[str, str], float] = {}
         self._revisions: dict[tuple[str, str], tuple[int, float]] = {}
         self._counts: dict[str, _Count] = {}
+        self._seen: dict[str, _Count] = {}
 
     def size(self) -> int:
         """Entries held (tenants, revocations, counters): for tests and metrics."""
-        return len(self._tenants) + len(self._revoked) + len(self._revisions) + len(self._counts)
+        held = (self._tenants, self._revoked, self._revisions, self._counts, self._seen)
+        return sum(len(entries) for entries in held)
 
     def forget_tenants(self) -> None:
         """Drop every tenant state, so each is loaded again from the database on next use."""
         self._tenants.clear()
+
+    def observe(self, key: str, counter: Counter) -> None:
+        """What the shared store counted for `key` (a `principal_key`, `tenant_key` or
+        `hit_key`): if this process has to count alone, it starts from its share of that."""
+        self._seen[key] = _Count(
+            counter.limit - counter.remaining, self._clock() + counter.reset_ms / 1000
+        )
 
     async def admit(self, admission: Admission) -> Verdict:
         now = self._now()
@@ -69,21 +87,26 @@ class MemoryGuardStore:
         allowed, counters = self._count(
             now,
             [
-                (f"{tag}:p:{admission.subject}", principal_window),
-                (f"{tag}:t", state.tenant_window),
+                (principal_key(tag, admission.subject), principal_window),
+                (tenant_key(tag), state.tenant_window),
             ],
         )
         return Verdict(Outcome.OK if allowed else Outcome.LIMITED, *counters)
 
     async def hit(self, tag: str, windows: Sequence[tuple[str, Window]]) -> Tally:
         now = self._now()
-        allowed, counters = self._count(now, [(f"{tag}:{name}", w) for name, w in windows])
+        allowed, counters = self._count(now, [(hit_key(tag, name), w) for name, w in windows])
         return Tally(allowed, counters)
 
     def _count(
         self, now: float, windows: Sequence[tuple[str, Window]]
     ) -> tuple[bool, tuple[Counter, ...]]:
         """Fixed windows, all or none: over any limit means nothing is counted."""
+        if self.share > 1:
+            windows = [
+                (key, Window(max(1, window.limit // self.share), window.seconds))
+                for key, window in windows
+            ]
         counts = [self._current(key, now) for key, _ in windows]
         allowed = all(
             count is None or count.hits < window.limit
@@ -103,7 +126,14 @@ class MemoryGuardStore:
         count = self._counts.get(key)
         if count is not None and count.expires <= now:
             del self._counts[key]
-            return None
+            count = None
+        seen = self._seen.pop(key, None)
+        if seen is not None and seen.expires > now:
+            start = -(-seen.hits // self.share)
+            if count is None:
+                count = self._counts[key] = _Count(start, seen.expires)
+            elif count.hits < start:
+                count.hits = start
         return count
 
     def _now(self) -> float:
@@ -115,6 +145,7 @@ class MemoryGuardStore:
     def _sweep(self, now: float) -> None:
         self._next_sweep = now + self._sweep_interval
         self._counts = {k: c for k, c in self._counts.items() if c.expires > now}
+        self._seen = {k: c for k, c in self._seen.items() if c.expires > now}
         self._revoked = {k: e for k, e in self._revoked.items() if e > now}
         self._revisions = {k: r for k, r in self._revisions.items() if r[1] > now}
 
@@ -134,6 +165,18 @@ class MemoryGuardStore:
 
     async def close(self) -> None:
         return None
+
+
+def principal_key(tag: str, subject: str) -> str:
+    return f"{tag}:p:{subject}"
+
+
+def tenant_key(tag: str) -> str:
+    return f"{tag}:t"
+
+
+def hit_key(tag: str, name: str) -> str:
+    return f"{tag}:{name}"
 
 
 def _counter(count: _Count | None, window: Window, now: float) -> Counter:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
+import pytest
 import sqlalchemy as sa
 
 from storage.audit import Event
 from storage.audit_queries import EventFilter, events
-from storage.tables import metadata
+from storage.tables import metadata, utcnow
 from tests.support import World, bearer
 
 
@@ -47,3 +49,13 @@ async def member_token(
 async def get(world: World, token: str, path: str, **kwargs: Any) -> httpx.Response:
     headers = {**bearer(token), **kwargs.pop("headers", {})}
     return await world.client.get(path, headers=headers, **kwargs)
+
+
+def move_clock(monkeypatch: pytest.MonkeyPatch, seconds: float, *modules: str) -> None:
+    """Make the audit trail (and the named modules that stamp windows) see a later time."""
+
+    def later() -> datetime:
+        return utcnow() + timedelta(seconds=seconds)
+
+    for module in ("storage.audit", *modules):
+        monkeypatch.setattr(f"{module}.utcnow", later)

@@ -224,3 +224,60 @@ class ServerProcess:
         if not self._stderr.closed:
             self._stderr.flush()
         return self.stderr_path.read_text(errors="replace")
+
+    def worker_pids(self, count: int, timeout: float = 30.0) -> list[int]:
+        """The uvicorn worker processes (spawned children), once `count` of them run."""
+        deadline = time.monotonic() + timeout
+        while True:
+            pids = sorted(
+                pid for pid, cmdline in _children(self.process.pid) if b"spawn_main" in cmdline
+            )
+            if len(pids) == count:
+                return pids
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                raise AssertionError(f"{len(pids)} workers, not {count}:\n{self.stderr()}")
+            time.sleep(0.05)
+
+    @contextmanager
+    def only(self, worker: int, others: list[int]) -> Iterator[None]:
+        """Every new connection goes to `worker`: the other workers are stopped (SIGSTOP).
+
+        They share one listening socket, so a stopped worker accepts nothing. uvicorn kills a
+        worker that misses its health check for 30 s (api/serving.py): keep what runs inside
+        short. Waits until `worker` answers /ready, so it is also known to have started.
+        """
+        stopped = [pid for pid in others if pid != worker]
+        for pid in stopped:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            self._wait_answering()
+            yield
+        finally:
+            for pid in stopped:
+                os.kill(pid, signal.SIGCONT)
+
+    def _wait_answering(self, timeout: float = 3.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(self.url + "/ready", timeout=0.5).status_code == 200:
+                    return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the worker did not answer /ready:\n{self.stderr()}")
+            time.sleep(0.05)
+
+
+def _children(parent: int) -> Iterator[tuple[int, bytes]]:
+    """(pid, command line) of the processes whose parent is `parent` (Linux /proc)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        # The command name (field 2) may hold spaces and parentheses: split after its end.
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == parent:
+            yield int(entry.name), cmdline

@@ -64,8 +64,10 @@ async def test_member_added_role_changed_removed(world: World) -> None:
 async def test_refused_member_changes_record_nothing_but_the_refusal(world: World) -> None:
     await world.tenant("acme")
     token, owner_id = await member_token(world, "acme", "own@acme.test", "owner")
+    admin, admin_id = await member_token(world, "acme", "adm@acme.test", "admin")
     members = "/v1/tenants/acme/members"
-    # The last owner cannot demote themself: 409, no role change recorded.
+    before = len(await trail(world, "acme"))
+    # The last owner cannot demote themself (409); a missing member is 404: neither is a change.
     response = await world.client.patch(
         f"{members}/{owner_id}", headers=bearer(token), json={"role": "admin"}
     )
@@ -74,8 +76,18 @@ async def test_refused_member_changes_record_nothing_but_the_refusal(world: Worl
         f"{members}/usr_000000000000nothere00", headers=bearer(token)
     )
     assert missing.status_code == 404
-    assert await trail(world, "acme", "member.role_changed") == []
-    assert await trail(world, "acme", "member.removed") == []
+    assert len(await trail(world, "acme")) == before
+    # An admin demoting the owner reaches above their own scopes: refused, and the refusal is
+    # the one event written.
+    escalation = await world.client.patch(
+        f"{members}/{owner_id}", headers=bearer(admin), json={"role": "viewer"}
+    )
+    assert escalation.status_code == 403
+    written = (await trail(world, "acme"))[before:]
+    assert [(e.action, e.actor_subject, e.outcome) for e in written] == [
+        ("access.denied", admin_id, "denied")
+    ]
+    assert written[0].details["reason"] == "privilege_escalation"
 
 
 async def test_tenant_created_with_its_owner(world: World) -> None:

@@ -16,6 +16,7 @@ from typer.testing import CliRunner, Result
 from api import cli
 from api.schemas.audit import event_from_csv, event_from_ndjson
 from config.settings import get_settings
+from storage.audit_queries import verify_events
 from storage.tables import audit_events
 from tests.support import World
 from tests.support_audit import every_stored_value, trail
@@ -52,7 +53,8 @@ async def test_verify_then_tamper(world: World) -> None:
     await activity(world)
     ok = await run(world, "audit", "verify", "acme")
     assert ok.exit_code == 0, ok.output
-    assert ok.stdout.strip() == "audit chain acme: ok, 3 events verified"
+    last = (await trail(world, "acme"))[-1]
+    assert ok.stdout.strip() == f"audit chain acme: ok, 3 events verified, last hash {last.hash}"
     platform = await run(world, "audit", "verify", "_platform")
     assert platform.exit_code == 0
     assert "1 events verified" in platform.stdout
@@ -65,6 +67,21 @@ async def test_verify_then_tamper(world: World) -> None:
     assert broken.exit_code == 1
     assert f"BROKEN at event 2 ({second.id})" in broken.stderr
     assert "1 events before it verified" in broken.stderr
+
+
+async def test_an_export_is_complete_when_its_last_hash_is_what_verify_prints(
+    world: World,
+) -> None:
+    """docs/audit.md: verify an export offline, then compare its last hash with `audit verify`."""
+    await activity(world)
+    exported = await run(world, "audit", "export", "acme")
+    events = [event_from_ndjson(line) for line in exported.stdout.splitlines()]
+    assert verify_events(events).ok
+    printed = (await run(world, "audit", "verify", "acme")).stdout.strip()
+    assert printed.endswith(f"last hash {events[-1].hash}")
+    # An export cut short verifies offline too, but its last hash is not the printed one.
+    assert verify_events(events[:-1]).ok
+    assert not printed.endswith(f"last hash {events[-2].hash}")
 
 
 async def test_verify_reports_a_deleted_event(world: World) -> None:

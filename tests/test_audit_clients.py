@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from tests.support import World, bearer, jwt_part
-from tests.support_audit import every_stored_value, member_token, only, trail
+from tests.support_audit import every_stored_value, member_token, move_clock, only, trail
 
 
 async def admin(world: World) -> tuple[str, str]:
@@ -89,7 +89,7 @@ async def test_client_credentials_issued(world: World) -> None:
 
 
 async def test_client_credentials_refusals_are_one_event_per_client_and_minute(
-    world: World,
+    world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     token, _ = await admin(world)
     created = await new_client(world, token, ["items:read"])
@@ -105,6 +105,14 @@ async def test_client_credentials_refusals_are_one_event_per_client_and_minute(
     assert event.details["reason"] == "invalid_client"
     assert event.details["grant_type"] == "client_credentials"
     assert "window_end" in event.details
+    # Half a minute on, the window still holds; a minute on, the next refusal opens a new one.
+    move_clock(monkeypatch, 30, "auth.client_grant")
+    assert (await client_token(world, client_id, wrong)).status_code == 401
+    assert len(await trail(world, "acme", "token.refused")) == 1
+    move_clock(monkeypatch, 61, "auth.client_grant")
+    assert (await client_token(world, client_id, wrong)).status_code == 401
+    assert len(await trail(world, "acme", "token.refused")) == 2
+    monkeypatch.undo()
     for _ in range(2):
         response = await client_token(world, "cli_00000000000000000000aa", "tgcs_guess")
         assert response.status_code == 401

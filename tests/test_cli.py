@@ -113,3 +113,35 @@ def test_an_unmigrated_database_is_a_clean_exit_2(env: dict[str, str]) -> None:
     assert result.returncode == 2
     assert "tenantgate db upgrade" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def _events(env: dict[str, str], chain: str) -> list[dict[str, object]]:
+    exported = run(env, "audit", "export", chain)
+    assert exported.returncode == 0, exported.stderr
+    return [json.loads(line) for line in exported.stdout.splitlines()]
+
+
+def test_bootstrap_keys_and_plans_are_audited(env: dict[str, str]) -> None:
+    env = {
+        **env,
+        "TENANTGATE_PLAN_LIMITS": '{"gold": {"principal": "9/minute", "tenant": "99/minute"}}',
+    }
+    assert run(env, "db", "upgrade").returncode == 0
+    admin = json.loads(run(env, "bootstrap", "--json").stdout)
+    kid = json.loads(run(env, "keys", "rotate", "--json").stdout)["kid"]
+    # A plan of TENANTGATE_PLAN_LIMITS is a plan like the built-in ones.
+    tenant = run(env, "tenants", "create", "gilt", "--plan", "gold", "--json")
+    assert tenant.returncode == 0, tenant.stderr
+    assert json.loads(tenant.stdout)["plan"] == "gold"
+    platform = _events(env, "_platform")
+    assert [(e["action"], e["actor_kind"], e["actor_subject"]) for e in platform] == [
+        ("platform_admin.created", "system", "cli"),
+        ("signing_key.rotated", "system", "cli"),
+    ]
+    assert platform[0]["details"] == {"email": admin["email"]}
+    assert platform[1]["target"] == f"signing_key:{kid}"
+    assert platform[1]["details"] == {"algorithm": "RS256", "forced": "false"}
+    created = _events(env, "gilt")
+    assert [(e["action"], e["details"]) for e in created] == [("tenant.created", {"plan": "gold"})]
+    for chain in ("_platform", "gilt"):
+        assert run(env, "audit", "verify", chain).returncode == 0

@@ -7,6 +7,7 @@ import base64
 import pytest
 import sqlalchemy as sa
 
+from storage.audit_queries import EventFilter, events
 from storage.tables import clients, tenants
 from tests.support import World, bearer, jwt_part
 from tests.support_clients import (
@@ -192,6 +193,36 @@ async def test_third_party_clients_cannot_use_the_password_grant(world: World) -
     # The first-party client may name itself.
     response = await world.client.post("/token", data={**form, "client_id": "tenantgate"})
     assert response.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("form", "error"),
+    [
+        ({"grant_type": "password", "username": "bob@acme.test", "password": "x"}, None),
+        ({"grant_type": "refresh_token", "refresh_token": "x"}, None),
+        ({}, "invalid_request"),
+        ({"grant_type": "authorization_code"}, "unsupported_grant_type"),
+    ],
+)
+async def test_a_third_party_client_is_authenticated_before_its_grant_is_checked(
+    world: World, form: dict[str, str], error: str | None
+) -> None:
+    """RFC 6749 section 5.2: a wrong secret is invalid_client (401), whatever the grant; only
+    an authenticated client hears what is wrong with its request."""
+    client = await _client(world)
+    wrong = await world.client.post(
+        "/token", data=form, headers=basic(client.client_id, client.client_secret + "x")
+    )
+    _invalid_client(wrong.status_code, wrong.json(), wrong.headers.get("www-authenticate"))
+    right = await world.client.post(
+        "/token", data=form, headers=basic(client.client_id, client.client_secret)
+    )
+    assert right.status_code == 400
+    assert right.json()["error"] == (error or "unauthorized_client")
+    # The wrong secret is in the audit trail like any refused client authentication.
+    async with world.database.read() as connection:
+        refused = await events(connection, "acme", EventFilter(action="token.refused"), limit=10)
+    assert [e.details["reason"] for e in refused] == ["invalid_client"]
 
 
 async def test_unsupported_grant_lists_client_credentials(world: World) -> None:

@@ -168,8 +168,11 @@ async def test_unknown_and_foreign_clients_are_404(world: World) -> None:
             response = await world.client.request(method, url, headers=bearer(admin))
             assert response.status_code == 404, (method, url)
             assert response.json()["type"] == PROBLEM + "client-not-found"
-    # The foreign client is untouched.
-    assert await client_token_response(world.client, foreign.client_id, foreign.client_secret)
+    # The foreign client is untouched: not deleted, and its secret not rotated.
+    still = await client_token_response(world.client, foreign.client_id, foreign.client_secret)
+    assert still.status_code == 200, still.text
+    path = f"/v1/tenants/globex/clients/{foreign.client_id}"
+    assert (await world.client.get(path, headers=bearer(other))).status_code == 200
 
 
 async def test_delete_revokes_the_client_and_its_tokens(world: World) -> None:

@@ -7,7 +7,10 @@ a configuration production mode accepts.
 
 from __future__ import annotations
 
+import base64
 import re
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +59,7 @@ def pod_specs() -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
 def test_every_manifest_validates_against_the_kubernetes_schema(version: str) -> None:
-    assert len(manifests()) >= 9
+    assert len(manifests()) >= 8
     for name, doc in manifests():
         # Strict: unknown fields are errors too. A kind without a schema raises as well.
         try:
@@ -127,9 +130,14 @@ def test_the_migration_job_upgrades_the_schema_and_provisions_the_first_key() ->
     assert "tenantgate keys rotate --if-missing" in script
 
 
+def env_file(path: Path) -> dict[str, str]:
+    pairs = (line.split("=", 1) for line in path.read_text().splitlines())
+    return {key: value for key, value in (p for p in pairs if len(p) == 2) if key[:1] != "#"}
+
+
 def test_config_and_secret_name_real_settings_and_pass_production_mode() -> None:
     config = one("ConfigMap")["data"]
-    secret = one("Secret")["stringData"]
+    secret = env_file(K8S / "secrets.env.example")
     assert set(config) | set(secret) <= SETTINGS_FIELDS | OTHER_ENV
     assert config["TENANTGATE_ENV"] == "production"
     assert settings_from_env({**config, **secret}).production_problems() == []
@@ -144,12 +152,49 @@ def settings_from_env(env: dict[str, str]) -> Settings:
     return Settings(_env_file=None, **values)
 
 
+def kustomize(directory: Path) -> subprocess.CompletedProcess[str]:
+    kubectl = shutil.which("kubectl")
+    assert kubectl, "this test needs kubectl on PATH (it renders `kubectl apply -k` offline)"
+    return subprocess.run(
+        [kubectl, "kustomize", str(directory)], capture_output=True, text=True, check=False
+    )
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS[:1])
+def test_apply_k_applies_no_placeholder_and_needs_the_operators_secrets(
+    tmp_path: Path, version: str
+) -> None:
+    """docs/operations.md: `kubectl apply -k` must never overwrite the real Secret with the
+    example's CHANGE-ME values; it takes the Secret from secrets.env, which is never committed."""
+    copy = tmp_path / "k8s"
+    shutil.copytree(K8S, copy, ignore=shutil.ignore_patterns("secrets.env"))
+    missing = kustomize(copy)
+    assert missing.returncode != 0
+    assert "secrets.env" in missing.stderr
+    real = {key: f"real-{key.lower()}" for key in env_file(K8S / "secrets.env.example")}
+    (copy / "secrets.env").write_text("".join(f"{k}={v}\n" for k, v in real.items()))
+    rendered = kustomize(copy)
+    assert rendered.returncode == 0, rendered.stderr
+    assert "CHANGE-ME" not in rendered.stdout
+    applied = [doc for doc in yaml.safe_load_all(rendered.stdout) if doc]
+    (secret,) = [doc for doc in applied if doc["kind"] == "Secret"]
+    assert secret["metadata"]["name"] == "tenantgate-secrets"  # what every pod refers to
+    assert {k: base64.b64decode(v).decode() for k, v in secret["data"].items()} == real
+    for doc in applied:
+        k8s.validate(doc, version, strict=True)
+    ignored = subprocess.run(
+        ["git", "check-ignore", "-q", "deploy/k8s/secrets.env"], cwd=ROOT, check=False
+    )
+    assert ignored.returncode == 0, "deploy/k8s/secrets.env must be git-ignored"
+
+
 # compose.yaml ---------------------------------------------------------------------------------
 
 COMPOSE_SAMPLE = {
     "POSTGRES_PASSWORD": "sample-password",
     "TENANTGATE_ISSUER": "https://api.example.com",
     "TENANTGATE_ALLOWED_HOSTS": "api.example.com,localhost",
+    "TENANTGATE_SYSTEM_SECRET": "a-sample-secret-of-32-or-more-characters",
 }
 
 
@@ -213,6 +258,25 @@ def test_compose_redis_persists_with_aof_and_never_evicts(compose: dict[str, Any
     assert "--appendonly yes" in command
     assert "--maxmemory-policy noeviction" in command
     assert any(volume.endswith(":/data") for volume in redis["volumes"])
+
+
+def test_the_env_recipe_of_the_operations_guide_writes_real_values(
+    compose: dict[str, Any], tmp_path: Path
+) -> None:
+    """Compose does not evaluate `$(...)` in .env: the recipe must leave values, not commands."""
+    guide = (ROOT / "docs" / "operations.md").read_text()
+    section = guide.split("## Deployment with Docker Compose", 1)[1]
+    recipe = section.split("```sh\n", 1)[1].split("```", 1)[0]
+    subprocess.run(["bash", "-euo", "pipefail", "-c", recipe], cwd=tmp_path, check=True)
+    written = env_file(tmp_path / ".env")
+    assert (tmp_path / ".env").stat().st_mode & 0o077 == 0
+    assert all("$" not in value for value in written.values()), written
+    for name in ("POSTGRES_PASSWORD", "TENANTGATE_METRICS_TOKEN"):
+        assert re.fullmatch(r"[0-9a-f]{48}", written[name]), name
+    env = compose["services"]["app"]["environment"]
+    resolved = {key: interpolate(str(value), written) for key, value in env.items()}
+    assert written["POSTGRES_PASSWORD"] in resolved["TENANTGATE_DATABASE_URL"]
+    assert settings_from_env(resolved).production_problems() == []
 
 
 def test_compose_settings_pass_production_mode_and_hold_no_secret(compose: dict[str, Any]) -> None:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import AsyncIterator
-from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -33,9 +31,9 @@ def assert_problem(response: httpx.Response, status: int, kind: str) -> None:
 
 @pytest.fixture
 async def small(database_url: str) -> AsyncIterator[World]:
-    """An app with a 4 KiB body limit, 2 KiB header limit and a 0.2 s handler deadline."""
+    """An app with a 4 KiB body limit, 2 KiB header limit and a 1 s handler deadline."""
     settings = make_settings(
-        database_url, body_limit_bytes=4096, header_limit_bytes=2048, request_timeout=0.2
+        database_url, body_limit_bytes=4096, header_limit_bytes=2048, request_timeout=1.0
     )
     async with World.start(settings) as world:
         yield world
@@ -64,9 +62,9 @@ async def test_a_chunked_body_over_the_limit_is_413(small: World) -> None:
 
 
 async def test_a_body_within_the_limit_passes(small: World) -> None:
-    response = await small.client.post(
-        "/token", data={"grant_type": "password", "username": "a", "password": "p" * 100}
-    )
+    # Most of the 4 KiB, to a grant that hashes nothing (a loaded machine, a 1 s deadline).
+    form = {"grant_type": "refresh_token", "refresh_token": "r" * 3900}
+    response = await small.client.post("/token", data=form)
     assert response.status_code == 400
     assert response.json()["error"] == "invalid_grant"
 
@@ -89,6 +87,7 @@ async def test_a_slow_handler_is_stopped_with_503(small: World) -> None:
     small.app.include_router(router)
     response = await small.client.get("/slow")
     assert_problem(response, 503, "timeout")
+    assert response.headers["retry-after"] == "5"
     assert not finished.is_set()  # cancelled at the deadline, not answered after its sleep
     assert (await small.client.get("/health")).status_code == 200
 
@@ -109,7 +108,7 @@ async def test_a_started_stream_may_outlast_the_deadline(small: World) -> None:
 
     async def slowly() -> AsyncIterator[bytes]:
         for part in (b"one,", b"two,", b"three"):
-            await asyncio.sleep(0.15)  # 0.45 s in all, past the 0.2 s deadline
+            await asyncio.sleep(0.5)  # 1.5 s in all, past the 1 s deadline
             yield part
 
     @router.get("/export")
@@ -142,8 +141,10 @@ async def test_over_a_real_socket_limits_are_never_a_500(settings: Settings, htt
             + b"0\r\n\r\n"
         )
         chunked_response = await asyncio.to_thread(raw_request, port, chunked)
-    assert all(status in (400, 431) for status in statuses.values()), statuses
-    assert statuses[20_000] == 431  # the app's own limit, whatever the HTTP parser
+    # 20 kB is the app's own limit whatever the parser; beyond h11's buffer for an incomplete
+    # head, h11 answers 400 itself, while httptools reads any head and leaves it to the app.
+    bounded = 400 if http == "h11" else 431
+    assert statuses == {20_000: 431, 200_000: bounded, 2_000_000: bounded}
     assert status_of(chunked_response) == 413
     assert b"application/problem+json" in chunked_response
 
@@ -180,32 +181,6 @@ async def test_security_headers_on_api_responses(world: World) -> None:
         assert response.headers["x-frame-options"] == "DENY"
         assert response.headers["content-security-policy"].startswith("default-src 'none'")
         assert "strict-transport-security" not in response.headers  # development: no TLS
-
-
-async def test_the_docs_page_loads_under_its_csp(world: World) -> None:
-    docs = await world.client.get("/docs")
-    assert docs.status_code == 200
-    assert docs.headers["x-frame-options"] == "DENY"
-    directives = (
-        p.strip().split(" ", 1) for p in docs.headers["content-security-policy"].split(";")
-    )
-    csp = {directive[0]: directive[-1] for directive in directives}
-    for url in re.findall(r'(?:src|href)="?\'?(https://[^"\' ]+)', docs.text):
-        host = f"https://{urlsplit(url).hostname}"
-        kind = (
-            "script-src"
-            if url.endswith(".js")
-            else "style-src"
-            if url.endswith(".css")
-            else "img-src"
-        )
-        assert host in csp[kind], (url, csp[kind])
-    assert "'unsafe-inline'" in csp["script-src"]  # Swagger UI is started by an inline script
-    assert "'self'" in csp["connect-src"]  # it fetches /openapi.json
-    assert (await world.client.get("/openapi.json")).status_code == 200
-    redirect = await world.client.get("/docs/oauth2-redirect")
-    assert redirect.status_code == 200
-    assert "'unsafe-inline'" in redirect.headers["content-security-policy"]
 
 
 async def test_cors_allows_only_the_listed_origins(database_url: str) -> None:

@@ -76,6 +76,7 @@ async def test_the_listed_series_with_exact_counts(world: World) -> None:
     assert value(samples, "tenantgate_rate_limit_decisions_total", decision="allowed") == 3
     assert value(samples, "tenantgate_limiter_fallback_admissions_total") == 0
     assert value(samples, "tenantgate_limiter_degraded") == 0
+    assert value(samples, "tenantgate_limiter_breaker_trips_total") == 0
 
 
 async def test_labels_stay_bounded(world: World) -> None:
@@ -104,7 +105,13 @@ async def test_labels_stay_bounded(world: World) -> None:
 
 
 async def test_limiter_fallback_is_visible(database_url: str) -> None:
-    settings = make_settings(database_url, redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    # Nothing listens there: seeding at start-up and the sign-in are two failed calls of two,
+    # a sustained failure for this breaker.
+    settings = make_settings(
+        database_url,
+        redis_url=f"redis://127.0.0.1:{free_port()}/0",
+        redis_breaker_failures=2,
+    )
     async with World.start(settings) as world:
         await world.tenant("acme")
         await world.member("acme", "fay@acme.test", "viewer")
@@ -113,7 +120,9 @@ async def test_limiter_fallback_is_visible(database_url: str) -> None:
             assert (await world.client.get("/v1/me", headers=bearer(token))).status_code == 200
         samples = await scrape(world)
     assert value(samples, "tenantgate_limiter_degraded") == 1
-    assert value(samples, "tenantgate_limiter_fallback_admissions_total") >= 2
+    # The sign-in's count and both admissions were decided without Redis.
+    assert value(samples, "tenantgate_limiter_fallback_admissions_total") == 3
+    assert value(samples, "tenantgate_limiter_breaker_trips_total") == 1
     assert value(samples, "tenantgate_rate_limit_decisions_total", decision="allowed") == 2
 
 

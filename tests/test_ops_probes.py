@@ -79,6 +79,7 @@ async def test_database_unreachable_is_503_naming_it(settings: Settings) -> None
             health = await world.client.get("/health")
     assert response.status_code == 503
     assert response.headers["content-type"] == PROBLEM
+    assert response.headers["retry-after"] == "5"
     body = response.json()
     assert body["type"] == "urn:tenantgate:problem:not-ready"
     assert body["detail"] == "failing: database"
@@ -109,6 +110,7 @@ async def test_no_active_signing_key_is_503(database_url: str) -> None:
             await connection.execute(sa.delete(signing_keys))
         response = await world.client.get("/ready")
     assert response.status_code == 503
+    assert response.headers["retry-after"] == "5"
     body = response.json()
     assert body["detail"] == "failing: signing_keys"
     assert body["components"] == {"database": "ok", "signing_keys": "down"}

@@ -19,6 +19,9 @@ from storage.migrate import upgrade
 from tests.support import make_settings
 from tests.support_ops import ServerProcess, server_env, status_of
 
+# Worker-process servers one at a time (they are CPU-heavy, some add CPU load on purpose).
+pytestmark = pytest.mark.xdist_group("worker-processes")
+
 PASSWORD = "Workers-Pa55word-qv"
 # With the other tests that start several server processes: one at a time on this machine.
 pytestmark = pytest.mark.xdist_group("server-processes")
@@ -49,7 +52,7 @@ def _series(text: str, name: str) -> dict[frozenset[tuple[str, str]], float]:
 
 
 async def _burst(url: str, token: str, rounds: int) -> None:
-    """Requests on fresh connections, many at once, so both workers accept some."""
+    """Requests on fresh connections, many at once."""
     limits = httpx.Limits(max_keepalive_connections=0, max_connections=16)
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=10) as client:
         calls = []
@@ -61,14 +64,20 @@ async def _burst(url: str, token: str, rounds: int) -> None:
     assert sorted(r.status_code for r in responses) == [200] * (2 * rounds) + [401] * rounds
 
 
-def _pids_that_served(directory: Path) -> set[str]:
-    """Workers whose own metrics file counts a /v1/me request."""
-    return {
-        path.stem.rsplit("_", 1)[-1]
-        for path in directory.glob("counter_*.db")
-        for key, value, *_ in MmapedDict.read_all_values_from_file(str(path))  # type: ignore[no-untyped-call]
-        if '"/v1/me"' in key and value > 0
-    }
+def _served_by(directory: Path) -> dict[str, float]:
+    """Per worker pid, the `GET /v1/me` 200s its own metrics file counts."""
+    served: dict[str, float] = {}
+    for path in directory.glob("counter_*.db"):
+        for key, value, *_ in MmapedDict.read_all_values_from_file(str(path)):  # type: ignore[no-untyped-call]
+            _, sample, labels = json.loads(key)[:3]
+            if sample == "tenantgate_http_requests_total" and labels == {
+                "method": "GET",
+                "route": "/v1/me",
+                "status": "200",
+            }:
+                pid = path.stem.rsplit("_", 1)[-1]
+                served[pid] = served.get(pid, 0) + value
+    return served
 
 
 async def test_two_workers_share_metrics_log_json_and_stop_gracefully(tmp_path: Path) -> None:
@@ -88,11 +97,15 @@ async def test_two_workers_share_metrics_log_json_and_stop_gracefully(tmp_path: 
         assert login.status_code == 200, login.text
         token = login.json()["access_token"]
 
-        rounds = 0
-        while rounds == 0 or (len(_pids_that_served(metrics_dir)) < 2 and rounds < 200):
-            await _burst(server.url, token, 20)
-            rounds += 20
-        assert len(_pids_that_served(metrics_dir)) == 2, "one worker never got a connection"
+        # Each worker in turn takes every connection (the other one stopped): both serve a
+        # known share, so the sums below are exact and the split cannot be left to chance.
+        pids = server.worker_pids(2)
+        rounds = 10
+        for pid in pids:
+            with server.only(pid, pids):
+                await _burst(server.url, token, rounds)
+        assert _served_by(metrics_dir) == {str(pid): rounds for pid in pids}
+        rounds *= len(pids)
 
         scrapes = []
         limits = httpx.Limits(max_keepalive_connections=0)

@@ -31,6 +31,7 @@ GOOD: dict[str, Any] = {
     "allowed_hosts": "api.example.com",
     "cors_origins": "https://app.example.com",
     "log_level": "INFO",
+    "system_secret": "a-production-secret-of-32-or-more-characters",
 }
 
 # One development default at a time, and the setting its refusal must name.
@@ -43,6 +44,8 @@ DEFAULTS = [
     ({"allowed_hosts": "localhost,127.0.0.1"}, "TENANTGATE_ALLOWED_HOSTS"),
     ({"allowed_hosts": "*"}, "TENANTGATE_ALLOWED_HOSTS"),
     ({"log_level": "debug"}, "TENANTGATE_LOG_LEVEL"),
+    ({"system_secret": None}, "TENANTGATE_SYSTEM_SECRET"),
+    ({"system_secret": "too-short"}, "TENANTGATE_SYSTEM_SECRET"),
 ]
 
 
@@ -100,10 +103,10 @@ def test_debug_output_is_off_in_every_environment(settings: Settings) -> None:
 
 
 def test_production_responses_ask_for_https_only() -> None:
-    headers = dict(SecurityHeaders(frozenset(), hsts=True).for_path("/v1/me"))
+    headers = dict(SecurityHeaders({}, hsts=True).for_path("/v1/me"))
     assert headers[b"strict-transport-security"].startswith(b"max-age=")
     assert b"strict-transport-security" not in dict(
-        SecurityHeaders(frozenset(), hsts=False).for_path("/v1/me")
+        SecurityHeaders({}, hsts=False).for_path("/v1/me")
     )
 
 
@@ -123,7 +126,8 @@ def test_serve_prints_one_line_per_refusal_and_exits(tmp_path: Path) -> None:
     assert [line for line in lines if "TENANTGATE_REDIS_URL" in line]
     assert [line for line in lines if "TENANTGATE_ALLOWED_HOSTS" in line]
     assert [line for line in lines if "no signing key" in line]
-    assert len(lines) == 5
+    assert [line for line in lines if "TENANTGATE_SYSTEM_SECRET" in line]
+    assert len(lines) == 6
 
     rotate = [TENANTGATE, "keys", "rotate", "--if-missing", "--json"]
     first = subprocess.run(rotate, env=env, capture_output=True, text=True, timeout=60, check=True)
@@ -135,7 +139,7 @@ def test_serve_prints_one_line_per_refusal_and_exits(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert "no signing key" not in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 4
+    assert len(result.stderr.strip().splitlines()) == 5
 
 
 def test_serve_prepares_metrics_files_only_for_several_workers(

@@ -1,6 +1,8 @@
-"""Security changes made through one worker take effect on the very next request in another.
+"""Security changes made through one app instance take effect on the very next request in another.
 
-Two app instances share the database and a real Redis, standing in for two uvicorn workers.
+Two app instances in this process share the database and a real Redis; the same changes
+across real worker processes (`tenantgate serve --workers 2`) are in
+tests/test_workers_propagation.py.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ async def workers(database_url: str, redis_url: str, redis_prefix: str) -> Async
         yield Workers(a, b, owner)
 
 
-async def test_suspension_and_reactivation_reach_the_other_worker(workers: Workers) -> None:
+async def test_suspension_and_reactivation_reach_the_other_instance(workers: Workers) -> None:
     a, b = workers.a, workers.b
     admin = await platform_headers(a)
     token = bearer(await b.login("owner@acme.test"))
@@ -58,7 +60,7 @@ async def test_suspension_and_reactivation_reach_the_other_worker(workers: Worke
     assert (await b.client.get(MEMBERS, headers=token)).status_code == 200
 
 
-async def test_removal_reaches_the_other_worker(workers: Workers) -> None:
+async def test_removal_reaches_the_other_instance(workers: Workers) -> None:
     a, b = workers.a, workers.b
     user_id = await a.member("acme", "leaver@acme.test", "admin")
     access, refresh_token = await login_pair(b, "leaver@acme.test", "acme")
@@ -73,7 +75,7 @@ async def test_removal_reaches_the_other_worker(workers: Workers) -> None:
     assert refreshed.json()["error"] == "invalid_grant"
 
 
-async def test_downgrade_reaches_the_other_worker(workers: Workers) -> None:
+async def test_downgrade_reaches_the_other_instance(workers: Workers) -> None:
     a, b = workers.a, workers.b
     user_id = await a.member("acme", "admin@acme.test", "admin")
     access, refresh_token = await login_pair(b, "admin@acme.test", "acme")

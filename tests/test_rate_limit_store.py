@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 
 import pytest
@@ -166,3 +167,29 @@ async def test_memory_store_purges_expired_entries() -> None:
     await store.hit("_login", [("ip:late", Window(5, 1))])
     # Only the tenant state and the one fresh counter remain.
     assert store.size() == 2
+
+
+async def test_redis_windows_expire(redis_url: str, redis_prefix: str) -> None:
+    """Redis forgets a spent window by itself (PEXPIRE): the next one starts from zero."""
+    redis = Redis.from_url(redis_url)
+    store = RedisGuardStore(redis, redis_prefix)
+    try:
+        await store.put_tenant("acme", TenantState(True, Window(2, 1), Window(50, 1)))
+        outcomes = [(await store.admit(admission())).outcome for _ in range(3)]
+        assert outcomes == [Outcome.OK, Outcome.OK, Outcome.LIMITED]
+        login = [(await store.hit("_login", [("ip:a", Window(1, 1))])).allowed for _ in range(2)]
+        assert login == [True, False]
+        limited = await store.admit(admission())
+        assert limited.principal is not None
+        assert 0 < limited.principal.reset_ms <= 1000
+        key = f"{redis_prefix}:{{acme}}:rl:p:usr_1"
+        assert 0 < await redis.pttl(key) <= 1000
+        await asyncio.sleep(limited.principal.reset_ms / 1000 + 0.05)
+        assert await redis.exists(key) == 0
+        verdict = await store.admit(admission())
+        assert verdict.outcome is Outcome.OK
+        assert verdict.principal is not None
+        assert verdict.principal == Counter(2, 1, verdict.principal.reset_ms, 1)
+        assert (await store.hit("_login", [("ip:a", Window(1, 1))])).allowed
+    finally:
+        await store.close()

@@ -54,7 +54,7 @@ async def _reads(world: World, token: str) -> int:
 # --- revocation ---------------------------------------------------------------------------
 
 
-async def test_revoked_access_token_is_refused_by_every_worker(
+async def test_revoked_access_token_is_refused_by_every_app_instance(
     database_url: str, redis_url: str, redis_prefix: str
 ) -> None:
     settings = make_settings(database_url, redis_url=redis_url, redis_prefix=redis_prefix)
@@ -199,6 +199,28 @@ async def test_introspection_of_an_active_client_token(world: World) -> None:
     }
 
 
+async def test_introspection_with_client_secret_post_as_advertised(world: World) -> None:
+    """The metadata lists client_secret_post for introspection: credentials in the form."""
+    client = await _client(world)
+    token = await client_token(world.client, client, scope="items:read")
+    form = {"token": token, "client_id": client.client_id}
+    response = await world.client.post(
+        "/introspect", data={**form, "client_secret": client.client_secret}
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["active"] is True
+    assert response.json()["jti"] == jwt_part(token, 1)["jti"]
+    wrong = await world.client.post(
+        "/introspect", data={**form, "client_secret": client.client_secret + "x"}
+    )
+    assert wrong.status_code == 401
+    assert wrong.json()["error"] == "invalid_client"
+    # No secret at all is the public client, which may not introspect.
+    public = await world.client.post("/introspect", data=form)
+    assert public.status_code == 401
+    assert public.json()["error"] == "invalid_client"
+
+
 async def test_introspection_of_a_user_token_of_the_same_tenant(world: World) -> None:
     client = await _client(world)
     user_id = await world.member("acme", "bob@acme.test", "viewer")
@@ -314,10 +336,14 @@ async def test_authorization_server_metadata(world: World) -> None:
     # No authorization endpoint: no response types (RFC 8414 section 3.2 omits empty claims).
     assert "authorization_endpoint" not in metadata
     assert "response_types_supported" not in metadata
-    # Every advertised endpoint is served.
-    for endpoint in ("token_endpoint", "revocation_endpoint", "introspection_endpoint"):
-        path = metadata[endpoint].removeprefix(issuer)
-        assert (await world.client.post(path, data={})).status_code in (400, 401)
+    # Every advertised endpoint is served: an empty form lacks what each needs first.
+    for endpoint, status, error in (
+        ("token_endpoint", 400, "invalid_request"),  # no grant_type
+        ("revocation_endpoint", 400, "invalid_request"),  # no token (public clients may revoke)
+        ("introspection_endpoint", 401, "invalid_client"),  # callers must authenticate
+    ):
+        response = await world.client.post(metadata[endpoint].removeprefix(issuer), data={})
+        assert (response.status_code, response.json()["error"]) == (status, error), endpoint
     jwks = await world.client.get(metadata["jwks_uri"].removeprefix(issuer))
     assert jwks.json()["keys"]
 

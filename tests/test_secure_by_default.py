@@ -10,6 +10,7 @@ import pytest
 from fastapi import APIRouter, Depends, FastAPI, Security, WebSocket
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, APIWebSocketRoute, RouteContext, iter_route_contexts
+from starlette.routing import Mount
 
 from api.app import create_app
 from auth.principal import get_principal
@@ -28,10 +29,11 @@ PUBLIC_PATHS = {
     "/ready",
     "/metrics",
     "/docs",
-    "/docs/oauth2-redirect",
+    "/console",
     "/openapi.json",
 }
-PUBLIC_PREFIXES = ("/.well-known/",)
+# Static files of the API docs and the console (api/web/): no data, no token.
+PUBLIC_PREFIXES = ("/.well-known/", "/docs/assets/", "/console/assets/")
 # Authenticated routes about the caller themself: identity and admission, but no scope.
 IDENTITY_ONLY_PATHS = {"/v1/me", "/v1/me/password"}
 TENANT_PREFIX = "/v1/tenants/{tenant}/"
@@ -108,6 +110,17 @@ def test_every_route_is_public_by_name_or_fully_guarded(app: FastAPI) -> None:
     assert {route: problems for route, problems in failures.items() if problems} == {}
     assert any(r.path == "/v1/me" for r in guarded_routes(app))
     assert any(isinstance(r.original_route, APIWebSocketRoute) for r in guarded_routes(app))
+
+
+def test_every_page_and_static_mount_is_public_by_name(app: FastAPI) -> None:
+    """Routes that are not API routes (pages, static files) get no guard: each must be listed."""
+    others = {
+        str(route.path) + ("/" if isinstance(route.original_route, Mount) else "")
+        for route in iter_route_contexts(app.routes)
+        if not isinstance(route.original_route, APIRoute)
+    }
+    assert {"/docs", "/console", "/console/assets/", "/docs/assets/"} <= others
+    assert sorted(path for path in others if not is_public(path)) == []
 
 
 def test_the_walk_catches_a_route_that_forgot_its_scopes() -> None:

@@ -7,7 +7,7 @@ from datetime import timedelta
 import httpx
 import pytest
 
-from storage.tables import memberships, refresh_tokens, utcnow
+from storage.tables import memberships, refresh_tokens, users, utcnow
 from tests.support import World, bearer
 
 
@@ -57,8 +57,13 @@ async def test_reuse_revokes_the_whole_family(owner: World) -> None:
 async def test_other_families_survive_a_reuse(owner: World) -> None:
     victim = await first_refresh_token(owner)
     other = await first_refresh_token(owner)
-    await refresh(owner, victim)
-    await refresh(owner, victim)
+    rotated = await refresh(owner, victim)
+    assert rotated.status_code == 200
+    reused = await refresh(owner, victim)
+    assert reused.status_code == 400
+    assert reused.json()["error"] == "invalid_grant"
+    # The reuse was caught (the victim's family is dead) and stopped at that family.
+    assert (await refresh(owner, rotated.json()["refresh_token"])).status_code == 400
     assert (await refresh(owner, other)).status_code == 200
 
 
@@ -99,3 +104,29 @@ async def test_refresh_reflects_a_lowered_role(owner: World) -> None:
     response = await refresh(owner, token)
     assert response.status_code == 200
     assert response.json()["scope"] == "items:read reports:read"
+
+
+async def test_refresh_for_a_deactivated_user_is_invalid_grant(owner: World) -> None:
+    token = await first_refresh_token(owner)
+    async with owner.database.write() as connection:
+        await connection.execute(users.update().values(is_active=False))
+    response = await refresh(owner, token)
+    assert response.status_code == 400
+    assert response.json() == {
+        "error": "invalid_grant",
+        "error_description": "the refresh token is invalid or expired",
+    }
+
+
+async def test_refresh_of_a_platform_token_ends_when_admin_is_withdrawn(world: World) -> None:
+    await world.user("root@tenantgate.test", platform_admin=True)
+    first = await world.token_response("root@tenantgate.test")
+    assert first.json()["scope"] == "platform:admin"
+    token = first.json()["refresh_token"]
+    still = await refresh(world, token)
+    assert still.status_code == 200
+    async with world.database.write() as connection:
+        await connection.execute(users.update().values(is_platform_admin=False))
+    response = await refresh(world, still.json()["refresh_token"])
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_grant"

@@ -1,4 +1,5 @@
-"""Two uvicorn worker processes sharing the database and Redis: a burst lets exactly L through."""
+"""Worker processes sharing the database and Redis: a burst lets exactly L through, also with
+busy CPUs; with Redis down each worker admits its share of L."""
 
 from __future__ import annotations
 
@@ -14,9 +15,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.support import TEST_ISSUER, World, bearer, make_settings
+from tests.support_ops import ServerProcess, server_env
 from tests.support_redis import free_port
+
+# Worker-process servers one at a time (they are CPU-heavy, some add CPU load on purpose).
+pytestmark = pytest.mark.xdist_group("worker-processes")
 
 ROOT = Path(__file__).resolve().parent.parent
 PLANS = {"free": {"principal": "5/minute", "tenant": "7/minute"}}
@@ -104,7 +110,7 @@ async def test_burst_across_two_workers_is_exact(
         "TENANTGATE_AUDIENCE": settings.audience,
         "TENANTGATE_PLAN_LIMITS": json.dumps(PLANS),
         "TENANTGATE_WORKERS": "2",
-        # A CPU-starved test machine must not trip the breaker (which would count per process).
+        # Exactness of Redis itself: no call may fall back to a worker's own share here.
         "TENANTGATE_REDIS_TIMEOUT": "5",
     }
     with uvicorn_workers(2, env) as urls:
@@ -126,3 +132,97 @@ async def test_burst_across_two_workers_is_exact(
     assert statuses[429] == 2 * BURST_PER_USER - 7
     per_user = Counter(name for name, status in results if status == 200)
     assert max(per_user.values()) <= 5, per_user
+
+
+LOAD_PLANS = {"free": {"principal": "60/minute", "tenant": "600/minute"}}
+BREAKER_OPENED = "guard state and rate limits fall back to this process"
+
+
+@contextmanager
+def cpu_load(processes: int = 2) -> Iterator[None]:
+    """Busy loops on every core, as a loaded machine has (killed by pid afterwards)."""
+    burners = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(processes)
+    ]
+    try:
+        time.sleep(0.2)
+        yield
+    finally:
+        for burner in burners:
+            burner.kill()
+            burner.wait(timeout=10)
+
+
+async def _seeded_token(database_url: str) -> str:
+    async with World.start(make_settings(database_url, plan_limits=LOAD_PLANS)) as world:
+        await world.tenant("acme")
+        await world.member("acme", "ann@acme.test", "viewer")
+        return await world.login("ann@acme.test", tenant="acme")
+
+
+async def _burst(url: str, token: str, count: int) -> list[httpx.Response]:
+    """`count` requests at once, each on a connection of its own."""
+    limits = httpx.Limits(max_connections=count, max_keepalive_connections=0)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as client:
+        return await asyncio.gather(
+            *(client.get("/v1/tenants/acme/items", headers=bearer(token)) for _ in range(count))
+        )
+
+
+def _admitted_by_limit(responses: list[httpx.Response]) -> Counter[str]:
+    """Admitted requests by the limit that admitted them: 60 is Redis's count, 30 a worker's
+    own share while Redis failed."""
+    assert {r.status_code for r in responses} <= {200, 429}, [r.text for r in responses]
+    return Counter(r.headers["x-ratelimit-limit"] for r in responses if r.status_code == 200)
+
+
+async def test_a_burst_under_cpu_load_is_exact(
+    database_url: str, redis_url: str, redis_prefix: str, tmp_path: Path
+) -> None:
+    """80 concurrent requests against 60/minute, two `serve` workers, busy CPUs, the default
+    Redis timeout: every request is decided by Redis, exactly 60 pass, the breaker stays shut."""
+    token = await _seeded_token(database_url)
+    env = server_env(
+        database_url,
+        TENANTGATE_REDIS_URL=redis_url,
+        TENANTGATE_REDIS_PREFIX=redis_prefix,
+        TENANTGATE_PLAN_LIMITS=json.dumps(LOAD_PLANS),
+    )
+    server = ServerProcess(env, "--workers", "2", cwd=tmp_path)
+    try:
+        await asyncio.to_thread(server.wait_ready)
+        server.worker_pids(2)
+        with cpu_load():
+            responses = await _burst(server.url, token, 80)
+    finally:
+        server.stop()
+    assert _admitted_by_limit(responses) == {"60": 60}
+    assert [r.status_code for r in responses].count(429) == 20
+    assert BREAKER_OPENED not in server.stderr()
+
+
+async def test_with_redis_down_each_worker_admits_its_share_under_cpu_load(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Redis refuses: each of two workers counts alone at 60 / 2, so the tenant's budget is not
+    doubled; each worker in turn takes a burst of 40 (the other one stopped)."""
+    token = await _seeded_token(database_url)
+    env = server_env(
+        database_url,
+        TENANTGATE_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0",  # nothing listens
+        TENANTGATE_PLAN_LIMITS=json.dumps(LOAD_PLANS),
+    )
+    server = ServerProcess(env, "--workers", "2", cwd=tmp_path)
+    responses: list[httpx.Response] = []
+    try:
+        await asyncio.to_thread(server.wait_ready)
+        pids = server.worker_pids(2)
+        with cpu_load():
+            for pid in pids:
+                with server.only(pid, pids):
+                    responses += await _burst(server.url, token, 40)
+    finally:
+        server.stop()
+    assert _admitted_by_limit(responses) == {"30": 60}
+    assert [r.status_code for r in responses].count(429) == 20
+    assert server.stderr().count(BREAKER_OPENED) == 2  # each worker's breaker opened

@@ -11,7 +11,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.errors import problem
+from api.errors import RETRY_LATER, problem
 
 log = logging.getLogger("tenantgate.limits")
 
@@ -125,5 +125,7 @@ class LimitsMiddleware:
         if detail is None:
             limit = self.header_limit if status == 431 else self.body_limit
             detail = f"the limit is {limit} bytes"
-        response = problem(Request(scope), status, kind, title, detail)
+        # A timeout is worth retrying; the input limits are not.
+        headers = RETRY_LATER if status == 503 else None
+        response = problem(Request(scope), status, kind, title, detail, headers=headers)
         await response(scope, receive, send)

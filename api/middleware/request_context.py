@@ -70,8 +70,11 @@ class RequestContextMiddleware:
         except Exception as error:
             if status:
                 raise  # the response has begun; the server can only drop the connection
-            # Never a stack trace or an exception message (it may quote SQL parameters).
-            log.error("unhandled %s on %s", type(error).__name__, scope.get("method"))
+            # In the response neither a stack trace nor the message; in the log the type and the
+            # frames (exc_info), never the message (it may quote SQL parameters).
+            log.error(
+                "unhandled %s on %s", type(error).__name__, scope.get("method"), exc_info=True
+            )
             response = problem(Request(scope), 500, "internal-error", "Internal error")
             await response(scope, receive, send_with_context)
         finally:

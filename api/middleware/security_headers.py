@@ -1,4 +1,4 @@
-"""Security headers for every response; the Swagger UI pages get a CSP that lets them load."""
+"""Security headers for every response; the app's own web pages get a CSP that lets them run."""
 
 from __future__ import annotations
 
@@ -6,16 +6,18 @@ Header = tuple[bytes, bytes]
 
 # An API answers JSON: nothing in a response may run, load or be framed.
 API_CSP = b"default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
-# FastAPI's /docs page loads Swagger UI from jsDelivr, starts it with an inline script, and
-# fetches /openapi.json. The page embeds no user input, so inline scripts are acceptable there.
-DOCS_CSP = (
-    b"default-src 'none'; "
-    b"script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-    b"style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-    b"img-src 'self' data: https://fastapi.tiangolo.com https://cdn.jsdelivr.net; "
-    b"font-src 'self' data: https://cdn.jsdelivr.net; "
-    b"connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+# The docs and the console (api/web/): scripts, styles and fonts from this origin only, no
+# inline script, calls to this origin only. Swagger UI's stylesheet draws its icons as data:
+# images. Forms are submitted by script; a form that would submit itself (script not running)
+# is blocked rather than put a password in a URL.
+WEB_CSP = (
+    b"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    b"font-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
+    b"form-action 'none'"
 )
+# The console writes the page with DOM calls only (no HTML strings): Trusted Types make any
+# string-to-HTML sink throw, so an injected event field can never become markup.
+CONSOLE_CSP = WEB_CSP + b"; require-trusted-types-for 'script'; trusted-types 'none'"
 COMMON: tuple[Header, ...] = (
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"no-referrer"),
@@ -26,16 +28,21 @@ HSTS: Header = (b"strict-transport-security", b"max-age=31536000; includeSubDoma
 
 
 class SecurityHeaders:
-    """The headers to add, chosen per path once per request."""
+    """The headers to add, chosen per path once per request: a web page's path, or the API."""
 
-    def __init__(self, docs_paths: frozenset[str], *, hsts: bool) -> None:
-        self._docs_paths = docs_paths
+    def __init__(self, web_paths: dict[str, bytes], *, hsts: bool) -> None:
         base = COMMON + ((HSTS,) if hsts else ())
         self._api = (*base, (b"content-security-policy", API_CSP))
-        self._docs = (*base, (b"content-security-policy", DOCS_CSP))
+        self._web = [
+            (path, path + "/", (*base, (b"content-security-policy", csp)))
+            for path, csp in web_paths.items()
+        ]
 
     def for_path(self, path: str) -> tuple[Header, ...]:
-        return self._docs if path in self._docs_paths else self._api
+        for page, prefix, headers in self._web:
+            if path == page or path.startswith(prefix):
+                return headers
+        return self._api
 
 
 def merge(headers: list[Header], extra: tuple[Header, ...]) -> list[Header]:

@@ -14,9 +14,10 @@ from starlette.middleware.cors import CORSMiddleware
 from api.metrics import Metrics
 from api.middleware.limits import LimitsMiddleware
 from api.middleware.request_context import RequestContextMiddleware
-from api.middleware.security_headers import SecurityHeaders
+from api.middleware.security_headers import CONSOLE_CSP, WEB_CSP, SecurityHeaders
 from api.middleware.trusted_host import TrustedHostMiddleware
 from api.middleware.websocket_auth import FirstMessageAuth
+from api.web import CONSOLE_PATH, DOCS_PATH
 from config.settings import Environment, Settings
 from policies.rate_limit import request_client_ip
 
@@ -55,11 +56,11 @@ def install_middleware(app: FastAPI, settings: Settings, metrics: Metrics) -> No
             max_age=600,
         )
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.allowed_hosts)
-    docs = frozenset(path for path in (app.docs_url, app.swagger_ui_oauth2_redirect_url) if path)
+    web = {DOCS_PATH: WEB_CSP, CONSOLE_PATH: CONSOLE_CSP}
     app.add_middleware(
         RequestContextMiddleware,
         metrics=metrics,
-        security=SecurityHeaders(docs, hsts=settings.env is Environment.PRODUCTION),
+        security=SecurityHeaders(web, hsts=settings.env is Environment.PRODUCTION),
         access_log_enabled=settings.access_log,
         client_ip=partial(request_client_ip, settings=settings),
     )

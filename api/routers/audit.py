@@ -6,7 +6,7 @@ import re
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Security
+from fastapi import APIRouter, Query, Request, Response, Security
 from fastapi.responses import StreamingResponse
 from pydantic import AwareDatetime
 
@@ -17,6 +17,7 @@ from api.schemas.audit import (
     AccessMatrixOut,
     AuditEventOut,
     AuditEventPage,
+    AuditVerificationOut,
     csv_lines,
     ndjson_line,
 )
@@ -24,8 +25,8 @@ from api.schemas.pages import CURSOR_DESCRIPTION, encode_cursor, keyed_cursor
 from policies.access_matrix import role_matrix, route_matrix, tenant_access
 from policies.authorize import require_scopes
 from policies.tenancy import CurrentTenant
-from storage.audit import chain_of
-from storage.audit_queries import EventFilter, all_events, events
+from storage.audit import EventOutcome, chain_of
+from storage.audit_queries import EventFilter, all_events, events, verify
 
 # Continues after this sequence number of the tenant's chain.
 SeqCursor = Annotated[
@@ -62,6 +63,7 @@ def _export_type(request: Request) -> str | None:
 
 ActionQuery = Annotated[str | None, Query(max_length=60, description="e.g. token.refused")]
 ActorQuery = Annotated[str | None, Query(max_length=80, description="Actor subject")]
+OutcomeQuery = Annotated[EventOutcome | None, Query()]
 SinceQuery = Annotated[AwareDatetime | None, Query(description="Inclusive")]
 UntilQuery = Annotated[AwareDatetime | None, Query(description="Exclusive")]
 PageLimit = Annotated[int, Query(ge=1, le=100)]
@@ -79,12 +81,13 @@ async def list_events(
     database: DatabaseDep,
     action: ActionQuery = None,
     actor: ActorQuery = None,
+    outcome: OutcomeQuery = None,
     since: SinceQuery = None,
     until: UntilQuery = None,
     cursor: SeqCursor = None,
     limit: PageLimit = 50,
 ) -> AuditEventPage | StreamingResponse:
-    filters = EventFilter(action=action, actor=actor, since=since, until=until)
+    filters = EventFilter(action=action, actor=actor, outcome=outcome, since=since, until=until)
     return await events_answer(request, database, tenant.slug, filters, cursor, limit)
 
 
@@ -151,3 +154,18 @@ async def access_matrix(
     async with database.read() as connection:
         holders = await tenant_access(connection, tenant.slug)
     return AccessMatrixOut.of(tenant.slug, route_matrix(request.app.routes), role_matrix(), holders)
+
+
+@router.get(
+    "/verify",
+    response_model=AuditVerificationOut,
+    summary="Check the tenant's hash chain, as `tenantgate audit verify` does",
+    description="Walks the whole chain in seq order, in batches (bounded memory), in one "
+    "snapshot, and compares its end with the chain head. A broken chain is a 200 with "
+    "`ok: false`, the first broken seq and the reason.",
+)
+async def verify_chain(
+    response: Response, tenant: CurrentTenant, database: DatabaseDep
+) -> AuditVerificationOut:
+    response.headers["Cache-Control"] = "no-store"
+    return AuditVerificationOut.of(await verify(database, tenant.slug))

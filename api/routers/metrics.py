@@ -29,4 +29,7 @@ async def metrics(request: Request) -> Response:
                 "send the metrics token: Authorization: Bearer <token>",
                 headers={"WWW-Authenticate": 'Bearer realm="tenantgate-metrics"'},
             )
-    return Response(metrics_of(request).exposition(), media_type=CONTENT_TYPE)
+    metrics = metrics_of(request)
+    # Counters copied from the guard store after each request: bring them up to date first.
+    metrics.observe_guard(getattr(request.app.state, "guard", None))
+    return Response(metrics.exposition(), media_type=CONTENT_TYPE)

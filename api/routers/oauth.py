@@ -24,7 +24,9 @@ from auth.errors import OAuthError
 from auth.grants import revoke_family
 from auth.revocation import access_claims, access_token_revoked, live_refresh_token
 from auth.tokens import AccessClaims, TokenVerifier
+from policies.attempt_limits import limit_client_attempt
 from policies.audit import record_token_revoked
+from policies.errors import GuardStateUnavailable
 from policies.guard_sync import revoke_token
 from policies.scopes import SCOPES
 from storage.guard_state import PLATFORM_TAG
@@ -54,6 +56,8 @@ async def _caller_and_token(
 ) -> tuple[AuthenticatedClient, str, AccessClaims | None]:
     """Authenticate the caller, require `token`, and read it if it is a valid access token."""
     credentials = parse_credentials(request.headers.get("authorization"), client_id, client_secret)
+    if credentials is not None and credentials.secret is not None:
+        await limit_client_attempt(request, credentials.client_id)
     caller = await authenticate(connection, credentials, allow_public=allow_public)
     if not token:
         raise OAuthError("invalid_request", "the `token` parameter is required")
@@ -64,10 +68,23 @@ def _not_yours() -> OAuthError:
     return OAuthError("invalid_grant", "the token was not issued to this client")
 
 
+def _state_store_down() -> OAuthError:
+    # RFC 7009 section 2.2.1: on 503 the client must assume the token still exists, and retry.
+    return OAuthError(
+        "temporarily_unavailable",
+        "the shared state store is unreachable, nothing was revoked; retry shortly",
+        retry_after=5,
+        status=503,
+    )
+
+
 @router.post(
     "/revoke",
     summary="Revoke an access or refresh token (RFC 7009); 200 also for unknown tokens",
-    responses=CLIENT_ERRORS,
+    responses={
+        **CLIENT_ERRORS,
+        503: {"model": OAuthErrorOut, "description": "temporarily_unavailable; see Retry-After"},
+    },
 )
 async def revoke(
     request: Request,
@@ -89,10 +106,13 @@ async def revoke(
         if claims.client_id != caller.client_id:
             raise _not_yours()
         ttl = max(claims.expires_at - int(time.time()), 0) + 1
-        async with database.write() as connection:
-            tag = claims.tenant or PLATFORM_TAG
-            await revoke_token(connection, guard, tag, claims.jti, ttl)
-            await record_token_revoked(connection, request, caller.client_id, access=claims)
+        try:
+            async with database.write() as connection:
+                tag = claims.tenant or PLATFORM_TAG
+                await revoke_token(connection, guard, tag, claims.jti, ttl)
+                await record_token_revoked(connection, request, caller.client_id, access=claims)
+        except GuardStateUnavailable:
+            raise _state_store_down() from None
     elif refresh is not None:
         if refresh.client_id != caller.client_id:
             raise _not_yours()

@@ -14,6 +14,7 @@ from api.routers.audit import (
     EXPORT_RESPONSES,
     ActionQuery,
     ActorQuery,
+    OutcomeQuery,
     PageLimit,
     SeqCursor,
     SinceQuery,
@@ -49,10 +50,11 @@ async def list_platform_events(
     database: DatabaseDep,
     action: ActionQuery = None,
     actor: ActorQuery = None,
+    outcome: OutcomeQuery = None,
     since: SinceQuery = None,
     until: UntilQuery = None,
     cursor: SeqCursor = None,
     limit: PageLimit = 50,
 ) -> AuditEventPage | StreamingResponse:
-    filters = EventFilter(action=action, actor=actor, since=since, until=until)
+    filters = EventFilter(action=action, actor=actor, outcome=outcome, since=since, until=until)
     return await events_answer(request, database, None, filters, cursor, limit)

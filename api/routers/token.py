@@ -11,16 +11,18 @@ from api.errors import NO_STORE
 from api.schemas.common import contains_nul
 from api.schemas.token import OAuthErrorOut, TokenOut
 from auth.client_grant import ClientCredentialsGrant
-from auth.clients import ClientCredentials, parse_credentials
+from auth.clients import parse_credentials
 from auth.errors import OAuthError
 from auth.grants import FIRST_PARTY_CLIENT_ID, Grants, TokenResponse
 from auth.keys import KeyRing
+from policies.attempt_limits import limit_client_attempt
 from policies.audit import request_context
 from policies.rate_limit import limit_login
 
 router = APIRouter(tags=["oauth2"])
 
 OptionalField = Annotated[str | None, Form()]
+SUPPORTED_GRANTS = frozenset({"password", "refresh_token", "client_credentials"})
 
 
 def _required(name: str, value: str | None) -> str:
@@ -58,12 +60,24 @@ async def token(
         credentials is not None and contains_nul((credentials.client_id, credentials.secret))
     ):
         raise OAuthError("invalid_request", "parameters must not contain NUL characters")
+    client_grant = ClientCredentialsGrant(
+        request.app.state.settings, request.app.state.database, request.app.state.keyring
+    )
     if grant_type == "client_credentials":
-        grant = ClientCredentialsGrant(
-            request.app.state.settings, request.app.state.database, request.app.state.keyring
+        if credentials is not None:
+            await limit_client_attempt(request, credentials.client_id)
+        return _token_response(
+            await client_grant.issue(credentials, scope, request_context(request))
         )
-        return _token_response(await grant.issue(credentials, scope, request_context(request)))
-    _first_party_only(credentials)
+    if credentials is not None and credentials.client_id != FIRST_PARTY_CLIENT_ID:
+        # RFC 6749 section 5.2: a client that authenticates is authenticated first; only then
+        # is it told what is wrong with its request. Each attempt counts like a sign-in.
+        await limit_client_attempt(request, credentials.client_id)
+        await client_grant.authenticate(credentials, grant_type or "", request_context(request))
+        _supported(grant_type)
+        # Third-party clients never see a password (RFC 9700 2.4): they use client_credentials.
+        raise OAuthError("unauthorized_client", "this client may only use client_credentials")
+    _supported(grant_type)
     if grant_type == "password":
         await limit_login(request, _required("username", username))
         response = await grants.password(
@@ -73,23 +87,21 @@ async def token(
             tenant or None,
             request_context(request),
         )
-    elif grant_type == "refresh_token":
+    else:  # refresh_token
         response = await grants.refresh(
             _required("refresh_token", refresh_token), scope, request_context(request)
-        )
-    elif not grant_type:
-        raise OAuthError("invalid_request", "the `grant_type` parameter is required")
-    else:
-        raise OAuthError(
-            "unsupported_grant_type", "supported: password, refresh_token, client_credentials"
         )
     return _token_response(response)
 
 
-def _first_party_only(credentials: ClientCredentials | None) -> None:
-    """Third-party clients never see a password (RFC 9700 2.4): they use client_credentials."""
-    if credentials is not None and credentials.client_id != FIRST_PARTY_CLIENT_ID:
-        raise OAuthError("unauthorized_client", "this client may only use client_credentials")
+def _supported(grant_type: str | None) -> None:
+    """invalid_request without a grant_type, unsupported_grant_type for an unknown one."""
+    if not grant_type:
+        raise OAuthError("invalid_request", "the `grant_type` parameter is required")
+    if grant_type not in SUPPORTED_GRANTS:
+        raise OAuthError(
+            "unsupported_grant_type", "supported: password, refresh_token, client_credentials"
+        )
 
 
 def _token_response(response: TokenResponse) -> JSONResponse:

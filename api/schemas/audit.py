@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 
 from policies.access_matrix import RouteAccess, TenantAccess, guards
 from storage.audit import Event, event_from_fields
+from storage.audit_queries import Verification
 
 NDJSON = "application/x-ndjson"
 CSV = "text/csv"
@@ -66,6 +67,32 @@ class AuditEventOut(BaseModel):
 class AuditEventPage(BaseModel):
     events: list[AuditEventOut]
     next_cursor: str | None
+
+
+class AuditVerificationOut(BaseModel):
+    """The tenant's hash chain checked from seq 1 to its head (`tenantgate audit verify`)."""
+
+    ok: bool = Field(description="Every event matches its hash and links, and the head agrees")
+    events_checked: int = Field(description="Events verified in order from seq 1")
+    last_seq: int = Field(description="Seq of the last verified event; 0 when none")
+    last_hash: str = Field(
+        description="Hash of the last verified event (64 zeros when none): keep it elsewhere "
+        "to detect a later rewrite of the whole chain"
+    )
+    first_broken_seq: int | None = Field(description="Where the chain breaks; null when ok")
+    reason: str | None = Field(description="What is wrong there; null when ok")
+
+    @classmethod
+    def of(cls, result: Verification) -> AuditVerificationOut:
+        broken = result.broken
+        return cls(
+            ok=broken is None,
+            events_checked=result.checked,
+            last_seq=result.checked,
+            last_hash=result.last_hash,
+            first_broken_seq=None if broken is None else broken.seq,
+            reason=None if broken is None else broken.reason,
+        )
 
 
 def ndjson_line(event: Event) -> str:

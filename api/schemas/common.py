@@ -2,7 +2,13 @@
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic_core import PydanticCustomError
+
+# The validation error type of a NUL character: api/errors.py answers it with 400 `invalid-text`,
+# as it answers a NUL in a path or query, instead of 422.
+NUL_ERROR = "invalid_text"
+NUL_MESSAGE = "text must not contain NUL characters"
 
 
 def contains_nul(value: Any) -> bool:
@@ -21,11 +27,12 @@ class InputModel(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    @field_validator("*", mode="before")
+    @model_validator(mode="before")
     @classmethod
     def _no_nul(cls, value: Any) -> Any:
+        # The whole raw body, keys and nested values included, before any field is read.
         if contains_nul(value):
-            raise ValueError("text must not contain NUL characters")
+            raise PydanticCustomError(NUL_ERROR, NUL_MESSAGE)
         return value
 
 

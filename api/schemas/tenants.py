@@ -9,18 +9,20 @@ from pydantic import AfterValidator, BaseModel, Field
 
 from api.schemas.common import InputModel
 from api.schemas.members import Email
-from policies.plans import DEFAULT_PLAN, PLANS
+from policies.plans import DEFAULT_PLAN, PLANS, known_plans
 from policies.tenancy import SLUG_PATTERN
 
 TenantStatus = Literal["active", "suspended"]
 
 
 def _known_plan(plan: str) -> str:
-    if plan not in PLANS:
-        raise ValueError(f"plan must be one of: {', '.join(PLANS)}")
+    plans = known_plans()
+    if plan not in plans:
+        raise ValueError(f"plan must be one of: {', '.join(plans)}")
     return plan
 
 
+# The document lists the built-in plans; a deployment's TENANTGATE_PLAN_LIMITS may add more.
 Plan = Annotated[str, Field(json_schema_extra={"enum": list(PLANS)}), AfterValidator(_known_plan)]
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 

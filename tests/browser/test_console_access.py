@@ -1,0 +1,163 @@
+"""The console's sign-in, its access matrix and who sees what, in a real browser."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from playwright.sync_api import expect
+
+from tests.browser.conftest import Visit
+from tests.browser.console import rows, sign_in, sign_in_as
+from tests.browser.site import Site
+from tests.support import jwt_part
+
+VERIFY = "/v1/tenants/{tenant}/audit/verify"
+
+
+def test_an_owner_signs_in_and_sees_the_live_matrix(visit: Visit, site: Site) -> None:
+    tenant = site.tenant("con-owner", "owner", "auditor", "admin", "member", "viewer")
+    site.client(tenant, "Warehouse sync", frozenset({"items:read", "items:write"}))
+    matrix = site.get(f"/v1/tenants/{tenant.slug}/audit/access", site.token(tenant, "owner")).json()
+    page = visit.page
+    sign_in_as(page, tenant, "owner")
+    expect(page.get_by_role("heading", name="Who can do what")).to_be_focused()
+    expect(page.locator("#who-text")).to_have_text(
+        "owner@con-owner.test · owner · tenant con-owner"
+    )
+    routes = page.locator("#routes-table tbody tr")
+    expect(routes).to_have_count(len(matrix["routes"]))
+    headers = page.locator("#routes-table thead th").all_inner_texts()
+    assert [h.lower() for h in headers[4:]] == [role["role"] for role in matrix["roles"]]
+    verify_row = routes.filter(has=page.get_by_text(VERIFY, exact=True))
+    reach = verify_row.locator("td.reach").all_inner_texts()
+    reached = [
+        role["role"] for role, cell in zip(matrix["roles"], reach, strict=True) if "✓" in cell
+    ]
+    assert reached == ["owner", "auditor"]
+    members = rows(page, "members-table")
+    assert [row[0] for row in members] == sorted(m["email"] for m in matrix["members"])
+    clients = rows(page, "clients-table")
+    assert [(row[1], row[2]) for row in clients] == [("Warehouse sync", "items:read items:write")]
+    assert clients[0][3] == "owner@con-owner.test"  # created by, shown by email
+    visit.shot("console-access")
+    page.get_by_label("Role", exact=True).select_option("auditor")
+    visit.shot_for_docs()
+
+
+def test_the_matrix_filters_by_role_scope_and_path(visit: Visit, site: Site) -> None:
+    tenant = site.tenant("con-filter", "owner", "viewer")
+    matrix = site.get(f"/v1/tenants/{tenant.slug}/audit/access", site.token(tenant, "owner")).json()
+    page = visit.page
+    sign_in_as(page, tenant, "owner")
+    paths = page.locator("#routes-table tbody th code")
+
+    def shown() -> list[tuple[str, str]]:
+        methods = page.locator("#routes-table tbody .method").all_inner_texts()
+        return list(zip(methods, paths.all_inner_texts(), strict=True))
+
+    def expected(keep: Callable[[dict[str, Any]], bool]) -> list[tuple[str, str]]:
+        return [(r["method"], r["path"]) for r in matrix["routes"] if keep(r)]
+
+    page.get_by_label("Role", exact=True).select_option("viewer")
+    expect(paths).to_have_count(len(expected(lambda r: "viewer" in r["roles"])))
+    assert shown() == expected(lambda r: "viewer" in r["roles"])
+    assert [row[0] for row in rows(page, "members-table")] == ["viewer@con-filter.test"]
+    page.get_by_label("Role", exact=True).select_option("")
+    page.get_by_label("Scope", exact=True).select_option("members:write")
+    expect(paths).to_have_count(len(expected(lambda r: "members:write" in r["scopes"])))
+    assert shown() == expected(lambda r: "members:write" in r["scopes"])
+    page.get_by_label("Path contains").fill("/items/")
+    both = expected(lambda r: "members:write" in r["scopes"] and "/items/" in r["path"])
+    assert both == []
+    expect(page.locator("#routes-table tbody td.empty")).to_have_text(
+        "No route matches the filters."
+    )
+    page.get_by_label("Scope", exact=True).select_option("")
+    items = expected(lambda r: "/items/" in r["path"])
+    expect(paths).to_have_count(len(items))
+    assert shown() == items
+    expect(page.locator("#access-count")).to_contain_text(
+        f"{len(items)} of {len(matrix['routes'])} routes"
+    )
+    visit.shot("console-access-filtered", full_page=False)
+
+
+def test_an_auditor_reads_only_the_audit_api_with_an_audit_read_token(
+    visit: Visit, site: Site
+) -> None:
+    tenant = site.tenant("con-auditor", "auditor")
+    site.events(tenant, 3)
+    page = visit.page
+    sign_in_as(page, tenant, "auditor")
+    expect(page.locator("#who-text")).to_contain_text("auditor")
+    page.get_by_role("link", name="Audit trail").click()
+    expect(page.locator("#events-table tbody tr")).to_have_count(4)  # login + 3 seeded
+    page.get_by_role("link", name="Integrity").click()
+    page.get_by_role("button", name="Check the chain now").click()
+    expect(page.locator("#verify-headline")).to_have_text("Intact: all 4 events verified")
+    base = f"/v1/tenants/{tenant.slug}"
+    for request in visit.paths():
+        assert request.startswith(
+            ("GET /console", "POST /token", "GET /v1/me", f"GET {base}/audit/")
+        ), request
+    assert "/items" not in " ".join(visit.paths())
+    (token,) = visit.bearer_tokens()
+    assert jwt_part(token, 1)["scope"] == "audit:read"
+    # Nothing of the session is kept outside the page's memory.
+    assert page.evaluate("localStorage.length + sessionStorage.length") == 0
+    assert page.context.cookies() == []
+
+
+def test_a_viewer_gets_a_plain_refusal_page(visit: Visit, site: Site) -> None:
+    tenant = site.tenant("con-viewer", "viewer")
+    page = visit.page
+    sign_in_as(page, tenant, "viewer")
+    expect(
+        page.get_by_role("heading", name="Your role cannot read the audit trail")
+    ).to_be_visible()
+    expect(page.locator("#refused-detail")).to_have_text(
+        "You are signed in as viewer@con-viewer.test in tenant con-viewer; "
+        "your token holds items:read, reports:read."
+    )
+    expect(page.locator("#nav")).to_be_hidden()
+    expect(page.locator("#error")).to_be_hidden()
+    assert not [path for path in visit.paths() if "/audit/" in path]
+    visit.shot("console-refused", full_page=False)
+    page.locator("#view-refused").get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+
+
+def test_a_one_time_password_leads_to_a_new_password_first(visit: Visit, site: Site) -> None:
+    tenant = site.tenant("con-invited", one_time=("auditor",))
+    email = tenant.email("auditor")
+    page = visit.page
+    sign_in(page, email, tenant.passwords[email])
+    expect(page.get_by_role("heading", name="Set a new password")).to_be_visible()
+    page.get_by_label("New password (at least 12 characters)").fill("a passphrase of my own")
+    page.get_by_label("Repeat the new password").fill("a passphrase of my owm")
+    page.get_by_role("button", name="Set password and continue").click()
+    expect(page.locator("#error")).to_have_text("The two passwords differ.")
+    visit.shot("console-password", full_page=False)
+    page.get_by_label("Repeat the new password").fill("a passphrase of my own")
+    page.get_by_role("button", name="Set password and continue").click()
+    expect(page.get_by_role("heading", name="Who can do what")).to_be_visible()
+    expect(page.locator("#notice")).to_contain_text("Password changed")
+    assert "POST /v1/me/password" in visit.paths()
+    assert site.password_grant(email, tenant.passwords[email]).status_code == 400
+    assert site.password_grant(email, "a passphrase of my own").status_code == 200
+
+
+def test_a_refused_sign_in_is_shown_in_words_with_its_request_id(visit: Visit, site: Site) -> None:
+    tenant = site.tenant("con-wrong", "owner")
+    page = visit.page
+    with page.expect_response("**/token") as answer:
+        sign_in(page, tenant.email("owner"), "not the password")
+    request_id = answer.value.headers["x-request-id"]
+    expect(page.locator("#error")).to_have_text(
+        f"Sign-in refused: invalid username or password (HTTP 400, request id {request_id})"
+    )
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    assert re.fullmatch(r"[\w-]{8,}", request_id)
+    visit.shot("console-signin-error", full_page=False)

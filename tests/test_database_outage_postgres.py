@@ -1,0 +1,183 @@
+"""PostgreSQL out of reach (stopped, frozen, a COMMIT that never returns): clean 503s, no lost
+acknowledged write, recovery on its return. A private server in a temp dir; never the shared one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from config.settings import Settings
+from storage.migrate import upgrade
+from tests.support import World, bearer, make_settings
+from tests.support_items import create_item, item_body, items_url, tenant_with_owner
+from tests.support_ops import capture_logs
+from tests.support_outage import assert_one_error_line, assert_unavailable, eventually, timed
+from tests.support_postgres import PostgresProcess, own_postgres
+
+pytestmark = pytest.mark.xdist_group("private-postgres")
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[PostgresProcess]:
+    with own_postgres() as server:
+        upgrade(make_settings(server.url))
+        yield server
+
+
+@pytest.fixture
+async def world(postgres: PostgresProcess) -> AsyncIterator[World]:
+    if not postgres.running():
+        postgres.start()
+    settings: Settings = make_settings(postgres.url)
+    async with World.start(settings) as started:
+        yield started
+    if postgres.running():
+        postgres.thaw()
+
+
+async def _outage_requests(
+    world: World,
+    token: str,
+    slug: str,
+    item_id: str,
+    *,
+    write_kinds: tuple[str, ...] = ("database-unavailable",),
+) -> None:
+    """During the outage: data requests are 503s, the identity path still answers."""
+    me = await world.client.get("/v1/me", headers=bearer(token))
+    assert me.status_code == 200, me.text
+    read, elapsed = await timed(world.client.get(items_url(slug, item_id), headers=bearer(token)))
+    assert_unavailable(read, elapsed)
+    listing, elapsed = await timed(world.client.get(items_url(slug), headers=bearer(token)))
+    assert_unavailable(listing, elapsed)
+    write, elapsed = await timed(
+        world.client.post(items_url(slug), json=item_body("DURING"), headers=bearer(token))
+    )
+    assert_unavailable(write, elapsed, *write_kinds)
+    ready = await world.client.get("/ready")
+    assert ready.status_code == 503
+    assert ready.json()["components"]["database"] == "down"
+
+
+async def test_a_stopped_server_is_a_503_and_the_first_request_after_its_return_works(
+    world: World, postgres: PostgresProcess
+) -> None:
+    token = await tenant_with_owner(world, "stopped")
+    item = await create_item(world, token, "stopped", sku="BEFORE")
+    postgres.stop()
+    with capture_logs() as logs:
+        read, elapsed = await timed(
+            world.client.get(items_url("stopped", item["id"]), headers=bearer(token))
+        )
+        body = assert_unavailable(read, elapsed)
+        assert body["request_id"] == read.headers["x-request-id"]
+        sign_in, elapsed = await timed(world.token_response("owner@stopped.test"))
+        assert sign_in.status_code == 503
+        assert sign_in.json()["error"] == "temporarily_unavailable"
+        assert int(sign_in.headers["retry-after"]) > 0
+        assert sign_in.headers["cache-control"] == "no-store"
+    assert_one_error_line(logs, [read, sign_in])
+    await _outage_requests(world, token, "stopped", item["id"])
+
+    postgres.start()
+    again = await world.client.get(items_url("stopped", item["id"]), headers=bearer(token))
+    assert again.status_code == 200, again.text
+    created = await world.client.post(
+        items_url("stopped"), json=item_body("AFTER"), headers=bearer(token)
+    )
+    assert created.status_code == 201, created.text
+    listing = await world.client.get(items_url("stopped"), headers=bearer(token))
+    assert [i["sku"] for i in listing.json()["items"]] == ["BEFORE", "AFTER"]
+
+
+async def test_a_frozen_server_is_a_503_within_the_timeout_and_recovers(
+    world: World, postgres: PostgresProcess
+) -> None:
+    token = await tenant_with_owner(world, "frozen")
+    item = await create_item(world, token, "frozen", sku="BEFORE")
+    postgres.freeze()
+    try:
+        # An INSERT sent to a frozen server may still run once it thaws: "unknown" is the only
+        # true answer then; one that could not even get a connection is a plain 503.
+        await _outage_requests(
+            world,
+            token,
+            "frozen",
+            item["id"],
+            write_kinds=("database-unavailable", "commit-unknown"),
+        )
+    finally:
+        postgres.thaw()
+    read, elapsed = await eventually(
+        lambda: world.client.get(items_url("frozen", item["id"]), headers=bearer(token)), 200
+    )
+    assert read.status_code == 200, read.text
+    assert elapsed < 1.0
+
+
+async def test_writes_under_an_outage_are_acknowledged_only_when_committed(
+    world: World, postgres: PostgresProcess
+) -> None:
+    token = await tenant_with_owner(world, "load")
+
+    async def writer(index: int) -> list[tuple[str, str]]:
+        answers = []
+        for step in range(12):
+            sku = f"W{index}-{step}"
+            response = await world.client.post(
+                items_url("load"), json=item_body(sku), headers=bearer(token)
+            )
+            assert response.status_code in {201, 503}, response.text
+            kind = response.json().get("type", "") if response.status_code == 503 else "created"
+            answers.append((sku, kind.rsplit(":", 1)[-1]))
+            await asyncio.sleep(0.05)
+        return answers
+
+    async def outage() -> None:
+        await asyncio.sleep(0.15)
+        await asyncio.to_thread(postgres.stop)
+        await asyncio.sleep(0.3)
+        await asyncio.to_thread(postgres.start)
+
+    outage_task = asyncio.create_task(outage())
+    answers = await asyncio.gather(*(writer(i) for i in range(4)))
+    await outage_task
+    outcome = {sku: kind for batch in answers for sku, kind in batch}
+    assert "created" in outcome.values()
+    assert "database-unavailable" in outcome.values()
+    listing = await world.client.get(items_url("load") + "?limit=100", headers=bearer(token))
+    stored = {i["sku"] for i in listing.json()["items"]}
+    # Every 201 is stored; a plain 503 means nothing was written; only "commit-unknown" (a write
+    # in flight when the server went down) may have gone either way.
+    assert {sku for sku, kind in outcome.items() if kind == "created"} <= stored
+    assert not {sku for sku, kind in outcome.items() if kind == "database-unavailable"} & stored
+
+
+async def test_a_commit_that_never_returns_is_an_unknown_outcome_not_a_201(
+    world: World, postgres: PostgresProcess
+) -> None:
+    token = await tenant_with_owner(world, "commit")
+    # COMMIT now waits for a synchronous standby that does not exist: the change is written
+    # locally and never acknowledged, the classic "did it commit?" case.
+    postgres.sql("ALTER SYSTEM SET synchronous_standby_names = 'absent_standby'")
+    postgres.sql("SELECT pg_reload_conf()")
+    try:
+        with capture_logs() as logs:
+            write, elapsed = await timed(
+                world.client.post(
+                    items_url("commit"), json=item_body("DOUBT"), headers=bearer(token)
+                )
+            )
+        assert_unavailable(write, elapsed, "commit-unknown")
+        assert_one_error_line(logs, [write])
+    finally:
+        postgres.sql("ALTER SYSTEM RESET synchronous_standby_names")
+        postgres.sql("SELECT pg_reload_conf()")
+    # Cancelling the wait leaves the change committed locally: "unknown" was the honest answer.
+    listing, _ = await eventually(
+        lambda: world.client.get(items_url("commit"), headers=bearer(token)), 200
+    )
+    assert [i["sku"] for i in listing.json()["items"]] == ["DOUBT"]
