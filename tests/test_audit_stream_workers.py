@@ -29,7 +29,7 @@ ROOT_PASSWORD = "Root-Pa55word-qv"
 STREAM = "/v1/tenants/acme/audit/stream"
 
 # With the other tests that start several server processes: one at a time on this machine.
-pytestmark = pytest.mark.xdist_group("server-processes")
+pytestmark = pytest.mark.xdist_group("worker-processes")
 
 
 async def _seed(url: str) -> tuple[str, str]:

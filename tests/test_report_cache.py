@@ -159,7 +159,7 @@ async def test_conditional_reads_of_reports_and_items(world: World) -> None:
     assert foreign.status_code == 404
 
 
-@pytest.mark.xdist_group("server-processes")
+@pytest.mark.xdist_group("worker-processes")
 async def test_a_write_on_one_worker_is_never_stale_on_the_other(
     production_database_url: str, redis_url: str, redis_prefix: str
 ) -> None:
