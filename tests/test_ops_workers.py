@@ -20,8 +20,6 @@ from tests.support import make_settings
 from tests.support_ops import ServerProcess, server_env, status_of
 
 PASSWORD = "Workers-Pa55word-qv"
-# With the other tests that start several server processes: one at a time on this machine.
-pytestmark = pytest.mark.xdist_group("server-processes")
 
 
 async def _seed(url: str) -> None:
