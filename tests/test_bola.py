@@ -282,7 +282,6 @@ def b_filters(tenants: Tenants) -> dict[str, str]:
         "action": "member.added",
         "outcome": "success",
         "actor": jwt_part(tenants.owner_b, 1)["sub"],
-        "outcome": "success",
         "since": "2000-01-01T00:00:00Z",
         "until": "2999-01-01T00:00:00Z",
     }

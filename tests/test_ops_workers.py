@@ -8,7 +8,6 @@ import socket
 from pathlib import Path
 
 import httpx
-import pytest
 from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.parser import text_string_to_metric_families
 
