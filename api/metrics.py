@@ -113,7 +113,7 @@ class Metrics:
         )
         self.breaker_trips = Counter(
             "tenantgate_limiter_breaker_trips",
-            "Times the Redis circuit breaker of the guard store tripped (a Redis call failed "
+            "Times the Redis circuit breaker of the guard store opened (a sustained failure "
             "while it was closed)",
             registry=own,
         )

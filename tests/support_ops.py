@@ -172,6 +172,12 @@ def server_env(database_url: str, **extra: str) -> dict[str, str]:
             "TENANTGATE_AUDIENCE": "tenantgate-test",
             "TENANTGATE_ARGON2_TIME_COST": "1",
             "TENANTGATE_ARGON2_MEMORY_COST": "1024",
+            # The PostgreSQL of the test machine is shared (100 connections): a burst must wait
+            # for a pooled connection, not open 40 per worker; and a saturated machine may take
+            # long to hand one over.
+            "TENANTGATE_DATABASE_POOL_SIZE": "8",
+            "TENANTGATE_DATABASE_CONNECT_TIMEOUT": "20",
+            "TENANTGATE_DATABASE_TIMEOUT": "20",
             **extra,
         }
     )
@@ -197,7 +203,7 @@ class ServerProcess:
             start_new_session=True,
         )
 
-    def wait_ready(self, timeout: float = 30.0) -> None:
+    def wait_ready(self, timeout: float = 90.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

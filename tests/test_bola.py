@@ -280,8 +280,8 @@ def b_filters(tenants: Tenants) -> dict[str, str]:
         "category": f"{marker}-cat",
         "name_prefix": marker,
         "action": "member.added",
-        "actor": jwt_part(tenants.owner_b, 1)["sub"],
         "outcome": "success",
+        "actor": jwt_part(tenants.owner_b, 1)["sub"],
         "since": "2000-01-01T00:00:00Z",
         "until": "2999-01-01T00:00:00Z",
     }
@@ -289,7 +289,12 @@ def b_filters(tenants: Tenants) -> dict[str, str]:
 
 async def test_lists_never_contain_another_tenants_rows(tenants: Tenants) -> None:
     world = tenants.world
-    lists = [op for op in tenants.ops if op.method == "GET" and not op.params]
+    # Reads of a whole collection (the chain check answers a verdict, not rows).
+    lists = [
+        op
+        for op in tenants.ops
+        if op.method == "GET" and not op.params and not op.relative.endswith("/audit/verify")
+    ]
     values = b_filters(tenants)
     for op in lists:
         queries: list[dict[str, str]] = [{}]

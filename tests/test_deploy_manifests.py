@@ -271,8 +271,12 @@ def test_the_env_recipe_of_the_operations_guide_writes_real_values(
     written = env_file(tmp_path / ".env")
     assert (tmp_path / ".env").stat().st_mode & 0o077 == 0
     assert all("$" not in value for value in written.values()), written
-    for name in ("POSTGRES_PASSWORD", "TENANTGATE_METRICS_TOKEN"):
-        assert re.fullmatch(r"[0-9a-f]{48}", written[name]), name
+    for name, length in (
+        ("POSTGRES_PASSWORD", 48),
+        ("TENANTGATE_METRICS_TOKEN", 48),
+        ("TENANTGATE_SYSTEM_SECRET", 64),
+    ):
+        assert re.fullmatch(f"[0-9a-f]{{{length}}}", written[name]), name
     env = compose["services"]["app"]["environment"]
     resolved = {key: interpolate(str(value), written) for key, value in env.items()}
     assert written["POSTGRES_PASSWORD"] in resolved["TENANTGATE_DATABASE_URL"]

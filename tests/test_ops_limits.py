@@ -31,9 +31,9 @@ def assert_problem(response: httpx.Response, status: int, kind: str) -> None:
 
 @pytest.fixture
 async def small(database_url: str) -> AsyncIterator[World]:
-    """An app with a 4 KiB body limit, 2 KiB header limit and a 1 s handler deadline."""
+    """An app with a 4 KiB body limit, 2 KiB header limit and a 2 s handler deadline."""
     settings = make_settings(
-        database_url, body_limit_bytes=4096, header_limit_bytes=2048, request_timeout=1.0
+        database_url, body_limit_bytes=4096, header_limit_bytes=2048, request_timeout=2.0
     )
     async with World.start(settings) as world:
         yield world
@@ -62,7 +62,7 @@ async def test_a_chunked_body_over_the_limit_is_413(small: World) -> None:
 
 
 async def test_a_body_within_the_limit_passes(small: World) -> None:
-    # Most of the 4 KiB, to a grant that hashes nothing (a loaded machine, a 1 s deadline).
+    # Most of the 4 KiB, to a grant that hashes nothing (a loaded machine, a 2 s deadline).
     form = {"grant_type": "refresh_token", "refresh_token": "r" * 3900}
     response = await small.client.post("/token", data=form)
     assert response.status_code == 400
@@ -108,7 +108,7 @@ async def test_a_started_stream_may_outlast_the_deadline(small: World) -> None:
 
     async def slowly() -> AsyncIterator[bytes]:
         for part in (b"one,", b"two,", b"three"):
-            await asyncio.sleep(0.5)  # 1.5 s in all, past the 1 s deadline
+            await asyncio.sleep(0.8)  # 2.4 s in all, past the 2 s deadline
             yield part
 
     @router.get("/export")

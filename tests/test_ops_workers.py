@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import httpx
-import pytest
 from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -20,12 +19,7 @@ from storage.migrate import upgrade
 from tests.support import make_settings
 from tests.support_ops import ServerProcess, server_env, status_of
 
-# Worker-process servers one at a time (they are CPU-heavy, some add CPU load on purpose).
-pytestmark = pytest.mark.xdist_group("worker-processes")
-
 PASSWORD = "Workers-Pa55word-qv"
-# With the other tests that start several server processes: one at a time on this machine.
-pytestmark = pytest.mark.xdist_group("server-processes")
 
 
 async def _seed(url: str) -> None:

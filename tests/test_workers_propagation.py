@@ -22,8 +22,9 @@ from tests.support import World, make_settings
 from tests.support_clients import basic
 from tests.support_ops import ServerProcess, server_env
 
-# Worker-process servers one at a time (they are CPU-heavy, some add CPU load on purpose).
-pytestmark = pytest.mark.xdist_group("worker-processes")
+# With the other tests that start several server processes: one at a time on this machine
+# (they are CPU-heavy; some add CPU load on purpose).
+pytestmark = pytest.mark.xdist_group("server-processes")
 
 PROBLEM = "urn:tenantgate:problem:"
 PASSWORD = "Propagation-Pa55word-qv"

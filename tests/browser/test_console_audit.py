@@ -178,3 +178,28 @@ def test_integrity_turns_to_broken_at_the_altered_row(visit: Visit, site: Site) 
     )
     expect(page.locator("#verify-fields")).to_contain_text("Events verified before it3")
     visit.shot("console-integrity-broken", full_page=False)
+
+
+def test_follow_live_shows_events_as_they_commit(visit: Visit, site: Site) -> None:
+    tenant = site.tenant("aud-live", "auditor")
+    page = visit.page
+    sockets: list[str] = []
+    page.on("websocket", lambda socket: sockets.append(socket.url))
+    sign_in_as(page, tenant, "auditor")
+    open_audit(page)
+    page.get_by_role("button", name="Follow live").click()
+    expect(page.locator("#live-status")).to_contain_text("Live: new events appear below")
+    token = site.token(tenant, "auditor")  # a sign-in through the server: token.issued
+    site.events(tenant, 2)  # written beside the server (as the CLI would): found by its poll
+    live = page.locator("#live-table tbody tr")
+    expect(live).to_have_count(3)
+    seqs = [int(row[0]) for row in rows(page, "live-table")]
+    assert seqs == sorted(seqs, reverse=True)  # newest first
+    assert seqs == list(range(seqs[0], seqs[0] - 3, -1))  # in order, none missing
+    assert [row[3] for row in rows(page, "live-table")][-1] == "token.issued"
+    # The token went as a subprotocol, never in the URL.
+    assert sockets
+    assert all(token not in url and "token" not in url for url in sockets)
+    assert all(held not in url for url in sockets for held in visit.bearer_tokens())
+    page.get_by_role("button", name="Stop following").click()
+    expect(page.locator("#live-status")).to_have_text("Stopped.")

@@ -33,6 +33,11 @@ export function onSessionEnded(callback) {
   ended = callback;
 }
 
+/** The current access token, for the one call fetch cannot make: the audit WebSocket. */
+export function accessToken() {
+  return tokens ? tokens.access : null;
+}
+
 export function signedIn() {
   return tokens !== null;
 }

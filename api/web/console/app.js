@@ -5,6 +5,7 @@ import * as api from "./api.js";
 import * as audit from "./audit.js";
 import { $ } from "./dom.js";
 import * as integrity from "./integrity.js";
+import * as live from "./live.js";
 
 const VIEWS = {
   signin: "Sign in",
@@ -57,6 +58,7 @@ function notice(text) {
 }
 
 function signedOut(message) {
+  live.stop();
   tenant = null;
   oneTime = null;
   access.clear();
@@ -100,6 +102,7 @@ async function enter(email, slug, password, scopes) {
   const self = matrix.members.find((member) => member.user_id === me.subject);
   tenant = me.tenant;
   audit.setup(tenant);
+  live.setup(tenant);
   integrity.setup(tenant);
   $("who-text").textContent = `${self ? self.email : email} · ${self ? self.role : "member"} · tenant ${tenant}`;
   const wanted = location.hash.slice(1);
@@ -190,5 +193,6 @@ api.onSessionEnded((error) => {
   report(error, "Your session ended; sign in again. ");
 });
 audit.bind(report, notice);
+live.bind();
 integrity.bind(report);
 signedOut();

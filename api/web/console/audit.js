@@ -66,7 +66,8 @@ export async function load() {
   $("page-next").disabled = !state.next;
 }
 
-function row(event) {
+/** One event as a row of the events table (the live table uses it too). */
+export function row(event) {
   const actor = event.actor_subject ? `${event.actor_kind} ${event.actor_subject}` : event.actor_kind;
   return el(
     "tr",
