@@ -145,7 +145,10 @@ def test_serve_prints_one_line_per_refusal_and_exits(tmp_path: Path) -> None:
 def test_serve_prepares_metrics_files_only_for_several_workers(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.delenv(MULTIPROC_ENV, raising=False)
+    # setenv first: delenv of an unset name records nothing, so the value prepare_metrics
+    # writes would outlive the test (and turn later tests' metrics multi-process).
+    monkeypatch.setenv(MULTIPROC_ENV, "")
+    monkeypatch.delenv(MULTIPROC_ENV)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     assert prepare_metrics(1) is None
     assert MULTIPROC_ENV not in os.environ
