@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: install install-dev run test lint fmt bench lock clean
+.PHONY: install install-dev run test lint fmt bench soak lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,11 @@ fmt: install-dev
 
 bench: install-dev
 	$(BIN)/python -m bench
+
+# Two workers on PostgreSQL + Redis under a mixed load for SOAK_SECONDS (default 600), then
+# checks; TENANTGATE_SOAK_POSTGRES_URL / TENANTGATE_SOAK_REDIS_URL name the servers.
+soak: install-dev
+	$(BIN)/python -m soak
 
 # Regenerate the lock files after changing dependencies in pyproject.toml.
 lock: install-dev

@@ -48,8 +48,6 @@ log = logging.getLogger("tenantgate.errors")
 
 PROBLEM_TYPE_BASE = "urn:tenantgate:problem:"
 REALM = 'Bearer realm="tenantgate"'
-# Seconds a client should wait after a 503 for an unreachable database.
-DATABASE_RETRY_AFTER = "2"
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 # Every 503 says when to come back (docs/problems.md): a dependency or the service is busy.
 RETRY_LATER = {"Retry-After": "5"}
@@ -249,7 +247,7 @@ async def _database_unavailable(request: Request, error: Exception) -> JSONRespo
         error,
         extra={"commit_unknown": unknown},
     )
-    headers = {"Retry-After": DATABASE_RETRY_AFTER}
+    headers = dict(RETRY_LATER)
     if request.url.path in OAUTH_ENDPOINTS:
         description = "the service cannot reach its database; retry shortly"
         body = {"error": "temporarily_unavailable", "error_description": description}

@@ -53,10 +53,12 @@ class Settings(BaseSettings):
     env: Environment = Environment.DEVELOPMENT
     database_url: str = DEFAULT_DATABASE_URL
     database_pool_size: int = Field(default=20, ge=1)
-    # Seconds to open (or get a pooled) connection, and per statement (PostgreSQL command
-    # timeout, SQLite busy timeout): past them a request is a 503, not a hang.
+    # Seconds to open a connection, per PostgreSQL statement, to wait for a pooled connection
+    # and for SQLite's write lock: past them a request is a 503, not a hang.
     database_connect_timeout: float = Field(default=2.0, gt=0)
     database_timeout: float = Field(default=2.0, gt=0)
+    database_pool_timeout: float = Field(default=10.0, gt=0)
+    database_busy_timeout: float = Field(default=10.0, gt=0)
     redis_url: str | None = None
     redis_prefix: str = "tg"
     redis_timeout: float = Field(default=1.0, gt=0)

@@ -28,7 +28,7 @@ log = logging.getLogger("tenantgate.audit.stream")
 
 MAX_PUBLISHING = 64  # batches in flight; beyond that the database poll delivers
 RECONNECT_SECONDS = 0.5
-READ_SECONDS = 1.0  # longest wait for a message before the reader looks around again
+CLOSE_SECONDS = 1.0
 
 
 class RedisFanout:
@@ -38,10 +38,11 @@ class RedisFanout:
         self._deliver = deliver
         self._origin = secrets.token_hex(8)
         self._publisher = create_redis(settings)
-        # Reads wait for messages: no socket timeout (health checks find a dead connection).
+        # Reads wait for messages with their own timeout; commands (SUBSCRIBE) fail fast.
         self._subscriber = Redis.from_url(
             settings.redis_url,
             socket_connect_timeout=settings.redis_timeout,
+            socket_timeout=max(settings.redis_timeout, 1.0),
             health_check_interval=30,
         )
         self._control = f"{self._prefix}:audit:_control"  # keeps the connection subscribed
@@ -50,18 +51,20 @@ class RedisFanout:
         self._reader: asyncio.Task[None] | None = None
         self._publishing: set[asyncio.Task[None]] = set()
         self._failing = False
-        self._closing = False
 
     def channel(self, tenant: str) -> str:
         return f"{self._prefix}:{{{tenant}}}:audit"
 
     async def start(self) -> None:
-        self._reader = asyncio.get_running_loop().create_task(self._read(), name="audit-fanout")
+        """Nothing to do until a stream follows a tenant: a worker without streams holds no
+        pub/sub connection."""
 
     async def subscribe(self, tenant: str) -> None:
         channel = self.channel(tenant)
         self._channels.add(channel)
-        if self._pubsub is not None:
+        if self._reader is None:
+            self._reader = asyncio.get_running_loop().create_task(self._read(), name="audit-fanout")
+        elif self._pubsub is not None:
             with contextlib.suppress(*REDIS_FAILURES):  # the reader re-subscribes on reconnect
                 await self._pubsub.subscribe(channel)
 
@@ -94,7 +97,7 @@ class RedisFanout:
             self._failing = False
 
     async def _read(self) -> None:
-        while not self._closing:
+        while True:
             try:
                 if self._pubsub is None:
                     pubsub = self._subscriber.pubsub(ignore_subscribe_messages=True)
@@ -102,7 +105,7 @@ class RedisFanout:
                     self._pubsub = pubsub
                     self._failing = False
                 message = await self._pubsub.get_message(
-                    ignore_subscribe_messages=True, timeout=READ_SECONDS
+                    ignore_subscribe_messages=True, timeout=1.0
                 )
             except REDIS_FAILURES as error:
                 self._warn(error)
@@ -138,17 +141,12 @@ class RedisFanout:
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def close(self) -> None:
-        if self._reader is not None:
-            # The reader ends by itself within its 1 s read; cancelling a read in flight makes
-            # redis-py wait out the connection's timeouts before it lets go (5 s and more).
-            self._closing = True
-            done, _ = await asyncio.wait([self._reader], timeout=READ_SECONDS + 1)
-            if not done:
-                self._reader.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._reader
-        for task in list(self._publishing):
+        tasks = [*self._publishing, *([self._reader] if self._reader else [])]
+        for task in tasks:
             task.cancel()
+        if tasks:
+            # Bounded: redis-py can hold a cancellation back while a connection is being made.
+            await asyncio.wait(tasks, timeout=CLOSE_SECONDS)
         await self._drop_pubsub()
         await self._subscriber.aclose()
         await self._publisher.aclose()

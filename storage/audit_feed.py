@@ -112,14 +112,20 @@ class AuditFeed:
             await self.transport.start()
 
     def committed(self, items: Sequence[object]) -> None:
-        """Database.on_commit: hand this worker's new tenant events out, and to the others."""
+        """Database.on_commit: hand this worker's new tenant events out, and to the others.
+
+        Runs after the commit, in the writer's path: it must never fail the write (the poll
+        delivers what is lost here)."""
         events = [item for item in items if isinstance(item, Event) and item.tenant is not None]
         if not events:
             return
-        for event in events:
-            self._dispatch(event, LOCAL)
-        if self.transport is not None:
-            self.transport.publish(events)
+        try:
+            for event in events:
+                self._dispatch(event, LOCAL)
+            if self.transport is not None:
+                self.transport.publish(events)
+        except Exception as error:  # noqa: BLE001 - the write stands; the poll catches up
+            log.error("audit stream: handing events out failed (%s)", type(error).__name__)
 
     def deliver(self, event: Event) -> None:
         """An event another worker committed."""

@@ -33,11 +33,11 @@ def _no_rollback(_dbapi_connection: Any) -> None:
 
 def _sqlite_engine(url: str, settings: Settings, *, begin: str | None) -> AsyncEngine:
     """`begin` is the statement that opens a transaction; None for an autocommit reader."""
-    busy_timeout_ms = round(settings.database_timeout * 1000)
+    busy_timeout_ms = round(settings.database_busy_timeout * 1000)
     engine = create_async_engine(
         url,
         module=one_hop_dbapi(),
-        connect_args={"timeout": settings.database_timeout},
+        connect_args={"timeout": settings.database_busy_timeout},
         pool_reset_on_return="rollback" if begin else None,
     )
 
@@ -96,6 +96,8 @@ class Database:
             pool_size=settings.database_pool_size,
             connect_timeout=settings.database_connect_timeout,
             timeout=settings.database_timeout,
+            pool_timeout=settings.database_pool_timeout,
+            busy_timeout=settings.database_busy_timeout,
         )
         # Told what each committed write() noted (storage/commit_hooks.py): the audit feed.
         self.on_commit: Callable[[list[object]], None] | None = None
@@ -115,7 +117,7 @@ class Database:
                 max_overflow=engine_pool,
                 pool_recycle=1800,
                 # A server that is down or hung must become a 503 within seconds, not minutes.
-                pool_timeout=settings.database_connect_timeout,
+                pool_timeout=settings.database_pool_timeout,
                 connect_args=postgres_timeouts.connect_args(settings),
             )
             self.snapshots = self.writer.execution_options(isolation_level="REPEATABLE READ")

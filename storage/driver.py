@@ -43,16 +43,26 @@ class Driver(Protocol):
 
 
 def open_driver(
-    url: sa.URL, *, pool_size: int, connect_timeout: float = 5.0, timeout: float = 30.0
+    url: sa.URL,
+    *,
+    pool_size: int,
+    connect_timeout: float = 5.0,
+    timeout: float = 30.0,
+    pool_timeout: float = 30.0,
+    busy_timeout: float = 30.0,
 ) -> Driver:
-    """`connect_timeout` bounds opening or waiting for a connection, `timeout` each statement
-    (SQLite: the busy timeout); past them the database is unavailable (a 503)."""
+    """Every wait bounded: opening a connection, a statement, a pooled connection (PostgreSQL),
+    the write lock (SQLite); past them the database is unavailable (a 503)."""
     if url.get_backend_name() == "sqlite":
         from storage.driver_sqlite import SqliteDriver
 
-        return SqliteDriver(url.database or "", busy_timeout_ms=round(timeout * 1000))
+        return SqliteDriver(url.database or "", busy_timeout_ms=round(busy_timeout * 1000))
     from storage.driver_postgres import PostgresDriver
 
     return PostgresDriver(
-        url, pool_size=pool_size, connect_timeout=connect_timeout, timeout=timeout
+        url,
+        pool_size=pool_size,
+        connect_timeout=connect_timeout,
+        timeout=timeout,
+        pool_timeout=pool_timeout,
     )

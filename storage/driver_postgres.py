@@ -45,9 +45,16 @@ def asyncpg_dsn(url: sa.URL) -> str:
 
 class PostgresDriver:
     def __init__(
-        self, url: sa.URL, *, pool_size: int, connect_timeout: float, timeout: float
+        self,
+        url: sa.URL,
+        *,
+        pool_size: int,
+        connect_timeout: float,
+        timeout: float,
+        pool_timeout: float,
     ) -> None:
         self._connect_timeout = connect_timeout
+        self._pool_timeout = pool_timeout
         self._timeout = timeout
         self.dialect: sa.Dialect = PGDialect_asyncpg()  # type: ignore[no-untyped-call]
         self.hook: StatementHook | None = None
@@ -111,7 +118,7 @@ class PostgresDriver:
         transaction, and a frozen server may still run it once it wakes up)."""
         with failures.translated():
             pool = self._pool or await self._open()
-            connection = await pool.acquire(timeout=self._connect_timeout)
+            connection = await pool.acquire(timeout=self._pool_timeout)
         try:
             with failures.translated(commit=writes, outcome_known=False):
                 records: list[Any] = await connection.fetch(sql, *args)

@@ -82,6 +82,20 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return url
 
 
+@pytest.fixture
+def production_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """One database for the tests that start server processes (slow to run twice): PostgreSQL,
+    the production store, when the suite has it, else SQLite."""
+    if POSTGRES_URL is None:
+        template: Path = request.getfixturevalue("sqlite_template")
+        path = tmp_path / "tenantgate.db"
+        shutil.copy(template, path)
+        return f"sqlite+aiosqlite:///{path}"
+    url: str = request.getfixturevalue("postgres_database")
+    _truncate_postgres(url)
+    return url
+
+
 def _truncate_postgres(url: str) -> None:
     names = ", ".join(f'"{table.name}"' for table in metadata.sorted_tables)
     _postgres(url, f"TRUNCATE {names} RESTART IDENTITY CASCADE")

@@ -102,6 +102,10 @@ async def test_the_handshake_passes_the_same_four_stages(world: World) -> None:
     assert problem(foreign) == problem(unknown) == (404, "tenant-not-found")
     assert json.loads(foreign[1])["instance"] == STREAM.format("globex")
     assert (await handshake(world.app, path, owner))[0] == 101
+    # A handshake without a token waits for its first message on a stream route only; any
+    # other path is refused at once (a close before accept: a server's 403).
+    assert (await handshake(world.app, path, None))[0] == 101
+    assert (await handshake(world.app, "/v1/nowhere", None))[0] == 403
     by_header = await handshake(
         world.app, path, None, headers=[(b"authorization", b"Bearer " + owner.encode())]
     )

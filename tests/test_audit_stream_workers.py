@@ -29,7 +29,7 @@ ROOT_PASSWORD = "Root-Pa55word-qv"
 STREAM = "/v1/tenants/acme/audit/stream"
 
 # With the other tests that start several server processes: one at a time on this machine.
-pytestmark = pytest.mark.xdist_group("server-processes")
+pytestmark = pytest.mark.xdist_group("worker-processes")
 
 
 async def _seed(url: str) -> tuple[str, str]:
@@ -81,8 +81,9 @@ async def _grant(http: httpx.AsyncClient, client_id: str, secret: str) -> None:
 
 
 async def test_two_workers(
-    tmp_path: Path, database_url: str, redis_url: str, redis_prefix: str
+    tmp_path: Path, production_database_url: str, redis_url: str, redis_prefix: str
 ) -> None:
+    database_url = production_database_url
     client_id, secret = await _seed(database_url)
     metrics = tmp_path / "metrics"
     env = server_env(

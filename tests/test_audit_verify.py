@@ -57,6 +57,7 @@ async def test_a_sound_chain_is_ok_up_to_its_head(world: World) -> None:
     assert response.status_code == 200, response.text
     assert response.headers["cache-control"] == "no-store"
     assert response.json() == {
+        "tenant": "acme",
         "ok": True,
         "events_checked": len(stored),
         "last_seq": stored[-1].seq,
@@ -73,6 +74,7 @@ async def test_an_altered_row_is_the_first_broken_link(world: World) -> None:
     await alter(world, 3, target="GET /forged")
     body = (await get(world, token, VERIFY)).json()
     assert body == {
+        "tenant": "acme",
         "ok": False,
         "events_checked": 2,
         "last_seq": 2,
@@ -129,6 +131,7 @@ async def test_an_empty_chain_and_the_chain_head_alone(world: World) -> None:
         await connection.execute(audit_heads.delete().where(audit_heads.c.chain == "acme"))
     body = (await get(world, token, VERIFY)).json()
     assert body == {
+        "tenant": "acme",
         "ok": True,
         "events_checked": 0,
         "last_seq": 0,

@@ -36,7 +36,9 @@ def _checkpoint(path: Path) -> None:
 async def world(sqlite_template: Path, tmp_path: Path) -> AsyncIterator[World]:
     path = tmp_path / "tenantgate.db"
     shutil.copy(sqlite_template, path)
-    async with World.start(make_settings(f"sqlite+aiosqlite:///{path}")) as started:
+    # A short busy timeout: "locked past the busy timeout" in a second, not in ten.
+    settings = make_settings(f"sqlite+aiosqlite:///{path}", database_busy_timeout=1.0)
+    async with World.start(settings) as started:
         yield started
 
 

@@ -8,7 +8,6 @@ import socket
 from pathlib import Path
 
 import httpx
-import pytest
 from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -20,8 +19,6 @@ from tests.support import make_settings
 from tests.support_ops import ServerProcess, server_env, status_of
 
 PASSWORD = "Workers-Pa55word-qv"
-# With the other tests that start several server processes: one at a time on this machine.
-pytestmark = pytest.mark.xdist_group("server-processes")
 
 
 async def _seed(url: str) -> None:

@@ -145,8 +145,8 @@ def test_serve_prints_one_line_per_refusal_and_exits(tmp_path: Path) -> None:
 def test_serve_prepares_metrics_files_only_for_several_workers(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # setenv first: delenv of an unset name records nothing, so the value prepare_metrics
-    # writes would outlive the test (and turn later tests' metrics multi-process).
+    # setenv first, so the undo restores the variable as it was (a delenv of an unset variable
+    # records nothing, and prepare_metrics' own setting would leak into later tests).
     monkeypatch.setenv(MULTIPROC_ENV, "")
     monkeypatch.delenv(MULTIPROC_ENV)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))

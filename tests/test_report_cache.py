@@ -159,10 +159,11 @@ async def test_conditional_reads_of_reports_and_items(world: World) -> None:
     assert foreign.status_code == 404
 
 
-@pytest.mark.xdist_group("server-processes")
+@pytest.mark.xdist_group("worker-processes")
 async def test_a_write_on_one_worker_is_never_stale_on_the_other(
-    database_url: str, redis_url: str, redis_prefix: str
+    production_database_url: str, redis_url: str, redis_prefix: str
 ) -> None:
+    database_url = production_database_url
     settings = make_settings(database_url, redis_url=redis_url, redis_prefix=redis_prefix)
     async with World.start(settings) as world:
         owner = await tenant_with_owner(world, "acme")
@@ -241,7 +242,7 @@ async def test_with_redis_down_reports_come_from_the_database(
         assert (await counts(world))["hit"] >= 1
 
 
-def test_the_report_cache_is_off_for_several_workers_without_redis(database_url: str) -> None:
+def test_the_report_cache_is_off_for_several_workers_without_redis() -> None:
     from storage.report_cache import (
         DisabledReportCache,
         MemoryReportCache,
@@ -249,7 +250,7 @@ def test_the_report_cache_is_off_for_several_workers_without_redis(database_url:
         open_report_cache,
     )
 
-    one = make_settings(database_url)
+    one = make_settings("sqlite+aiosqlite:///:memory:")
     assert isinstance(open_report_cache(one), MemoryReportCache)
     assert isinstance(open_report_cache(one.model_copy(update={"workers": 2})), DisabledReportCache)
     off = one.model_copy(update={"report_cache_ttl": 0})

@@ -43,7 +43,8 @@ def install_middleware(app: FastAPI, settings: Settings, metrics: Metrics) -> No
         header_limit=settings.header_limit_bytes,
         timeout=settings.request_timeout,
     )
-    app.add_middleware(FirstMessageAuth)  # inside the host check: nothing accepted before it
+    # Inside the host check: nothing is accepted before it.
+    app.add_middleware(FirstMessageAuth, routes=lambda: app.routes)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

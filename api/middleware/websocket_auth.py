@@ -13,8 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+from collections.abc import Callable, Sequence
 from typing import Any
 
+from fastapi.routing import APIWebSocketRoute, iter_route_contexts
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 FIRST_MESSAGE_SECONDS = 5.0
@@ -59,11 +63,29 @@ def close_for(status: int, body: bytes) -> Message:
 
 
 class FirstMessageAuth:
-    def __init__(self, app: ASGIApp) -> None:
+    """Only for the app's WebSocket routes: any other path is refused by the router at once,
+    never held open waiting for a first message."""
+
+    def __init__(self, app: ASGIApp, *, routes: Callable[[], Sequence[BaseRoute]]) -> None:
         self.app = app
+        self._routes = routes
+        self._paths: list[re.Pattern[str]] | None = None
+
+    def _is_websocket_route(self, path: str) -> bool:
+        if self._paths is None:  # the routes are all included by the first connection
+            self._paths = [
+                context.path_regex
+                for context in iter_route_contexts(self._routes())
+                if isinstance(context.original_route, APIWebSocketRoute)
+            ]
+        return any(pattern.match(path) for pattern in self._paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "websocket" or _offers_credentials(scope):
+        if (
+            scope["type"] != "websocket"
+            or _offers_credentials(scope)
+            or not self._is_websocket_route(scope["path"])
+        ):
             await self.app(scope, receive, send)
             return
         if (await receive())["type"] != "websocket.connect":

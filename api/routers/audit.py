@@ -168,4 +168,4 @@ async def verify_chain(
     response: Response, tenant: CurrentTenant, database: DatabaseDep
 ) -> AuditVerificationOut:
     response.headers["Cache-Control"] = "no-store"
-    return AuditVerificationOut.of(await verify(database, tenant.slug))
+    return AuditVerificationOut.of(tenant.slug, await verify(database, tenant.slug))

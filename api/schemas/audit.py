@@ -72,6 +72,7 @@ class AuditEventPage(BaseModel):
 class AuditVerificationOut(BaseModel):
     """The tenant's hash chain checked from seq 1 to its head (`tenantgate audit verify`)."""
 
+    tenant: str = Field(description="Whose chain was checked (a saved result names it)")
     ok: bool = Field(description="Every event matches its hash and links, and the head agrees")
     events_checked: int = Field(description="Events verified in order from seq 1")
     last_seq: int = Field(description="Seq of the last verified event; 0 when none")
@@ -83,9 +84,10 @@ class AuditVerificationOut(BaseModel):
     reason: str | None = Field(description="What is wrong there; null when ok")
 
     @classmethod
-    def of(cls, result: Verification) -> AuditVerificationOut:
+    def of(cls, tenant: str, result: Verification) -> AuditVerificationOut:
         broken = result.broken
         return cls(
+            tenant=tenant,
             ok=broken is None,
             events_checked=result.checked,
             last_seq=result.checked,

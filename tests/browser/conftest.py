@@ -43,14 +43,9 @@ TIMEOUT_MS = 10_000
 
 
 expect.set_options(timeout=TIMEOUT_MS)
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """All browser tests on one xdist worker, so they share one server."""
-    here = Path(__file__).parent
-    for item in items:
-        if here in item.path.parents:
-            item.add_marker(pytest.mark.xdist_group("browser"))
+# Every test module here sets `pytestmark = BROWSER_GROUP`: all on one xdist worker, so they
+# share one server (a marker added by a collection hook comes too late for xdist's scheduler).
+BROWSER_GROUP = pytest.mark.xdist_group("browser")
 
 
 @pytest.fixture(scope="session")

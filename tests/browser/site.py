@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 from unittest import mock
 
 import httpx
@@ -87,6 +87,25 @@ class Site:
 
         self.write(seed)
         return tenant
+
+    def platform_token(self) -> str:
+        """A token of a new platform administrator (`platform:admin`, bound to no tenant)."""
+        email = f"root-{secrets.token_hex(4)}@platform.test"
+        password = secrets.token_urlsafe(12)
+        password_hash = HASHER.hash(password)
+
+        async def create(connection: AsyncConnection) -> None:
+            await accounts.create_user(connection, email, password_hash, platform_admin=True)
+
+        self.write(create)
+        response = self.password_grant(email, password)
+        assert response.status_code == 200, response.text
+        token: str = response.json()["access_token"]
+        return token
+
+    def send(self, method: str, path: str, token: str, body: dict[str, Any]) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {token}"}
+        return httpx.request(method, f"{self.url}{path}", headers=headers, json=body, timeout=10)
 
     def client(self, tenant: Tenant, name: str, scopes: frozenset[str]) -> None:
         """An OAuth client of the tenant, created by its owner."""

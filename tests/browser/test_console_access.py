@@ -8,12 +8,14 @@ from typing import Any
 
 from playwright.sync_api import expect
 
-from tests.browser.conftest import Visit
+from tests.browser.conftest import BROWSER_GROUP, Visit
 from tests.browser.console import rows, sign_in, sign_in_as
 from tests.browser.site import Site
 from tests.support import jwt_part
 
 VERIFY = "/v1/tenants/{tenant}/audit/verify"
+
+pytestmark = BROWSER_GROUP
 
 
 def test_an_owner_signs_in_and_sees_the_live_matrix(visit: Visit, site: Site) -> None:

@@ -1,4 +1,4 @@
-"""The console's audit trail, exports, integrity check, session refresh and sign-out."""
+"""The console's audit trail: filters, pages, one event, exports; and the integrity check."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ from playwright.sync_api import Page, expect
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from storage.tables import audit_events
-from tests.browser.conftest import Visit
+from tests.browser.conftest import BROWSER_GROUP, Visit
 from tests.browser.console import rows, sign_in_as
 from tests.browser.site import Site, Tenant
+
+pytestmark = BROWSER_GROUP
 
 
 def events_url(tenant: Tenant) -> str:
@@ -84,6 +86,9 @@ def test_filters_and_cursor_pages_show_what_the_api_answers(visit: Visit, site: 
     assert shown_seqs(page) == [5, 6, 7]
     times = [row[1] for row in rows(page, "events-table")]
     assert times == ["2024-03-01 10:04:00", "2024-03-01 10:05:00", "2024-03-01 10:06:00"]
+    page.get_by_role("button", name="Clear").click()
+    expect(page.locator("#events-table tbody tr")).to_have_count(29)
+    expect(page.get_by_label("From (UTC)")).to_have_value("")
 
 
 def test_one_event_opens_in_full(visit: Visit, site: Site) -> None:
@@ -175,87 +180,26 @@ def test_integrity_turns_to_broken_at_the_altered_row(visit: Visit, site: Site) 
     visit.shot("console-integrity-broken", full_page=False)
 
 
-def test_sign_out_revokes_the_tokens(visit: Visit, site: Site) -> None:
-    tenant = site.tenant("aud-signout", "auditor")
+def test_follow_live_shows_events_as_they_commit(visit: Visit, site: Site) -> None:
+    tenant = site.tenant("aud-live", "auditor")
     page = visit.page
-    with page.expect_response("**/token") as issued:
-        sign_in_as(page, tenant, "auditor")
-    refresh_token = issued.value.json()["refresh_token"]
-    (access_token,) = visit.bearer_tokens()
-    assert site.get("/v1/me", access_token).status_code == 200
-    page.get_by_role("button", name="Sign out").click()
-    expect(page.locator("#notice")).to_have_text(
-        "Signed out: the tokens were revoked on the server."
-    )
-    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
-    expect(page.get_by_label("Email", exact=True)).to_be_focused()
-    assert site.get("/v1/me", access_token).status_code == 401
-    refreshed = site.refresh_grant(refresh_token)
-    assert refreshed.status_code == 400
-    assert refreshed.json()["error"] == "invalid_grant"
-    # The page holds nothing any more: the views are empty and hidden.
-    assert rows(page, "routes-table") == []
-    expect(page.locator("#nav")).to_be_hidden()
-
-
-def test_the_session_is_refreshed_before_the_token_expires(visit: Visit, site: Site) -> None:
-    tenant = site.tenant("aud-refresh", "auditor")
-    page = visit.page
-    page.clock.install()
+    sockets: list[str] = []
+    page.on("websocket", lambda socket: sockets.append(socket.url))
     sign_in_as(page, tenant, "auditor")
-    (first,) = visit.bearer_tokens()
-    with page.expect_request(
-        lambda request: (
-            request.url.endswith("/token")
-            and "grant_type=refresh_token" in (request.post_data or "")
-        )
-    ) as refresh:
-        page.clock.run_for(15 * 60 * 800 + 1000)  # 80 % of the 15-minute token, and a second
-    assert refresh.value.response() is not None
-    assert refresh.value.response().status == 200  # type: ignore[union-attr]
-    page.get_by_role("link", name="Integrity").click()
-    page.get_by_role("button", name="Check the chain now").click()
-    expect(page.locator("#verify-headline")).to_contain_text("Intact")
-    tokens = visit.bearer_tokens()
-    assert tokens[0] == first
-    assert len(tokens) == 2, "the check did not use the refreshed token"
-
-
-def test_the_console_works_from_the_keyboard_alone(visit: Visit, site: Site) -> None:
-    tenant = site.tenant("aud-keys", "auditor")
-    site.events(tenant, 1)
-    page = visit.page
-    page.goto("/console")
-    expect(page.get_by_label("Email", exact=True)).to_be_focused()
-    email = tenant.email("auditor")
-    page.keyboard.type(email)
-    page.keyboard.press("Tab")
-    page.keyboard.type(tenant.passwords[email])
-    page.keyboard.press("Enter")
-    expect(page.get_by_role("heading", name="Who can do what")).to_be_focused()
-
-    def tab_to(name: str, key: str = "Tab") -> None:
-        for _ in range(60):
-            page.keyboard.press(key)
-            focused = page.evaluate(
-                "(e => e.getAttribute('aria-label') || e.textContent.trim())"
-                "(document.activeElement)"
-            )
-            if focused == name:
-                return
-        raise AssertionError(f"{name} cannot be reached with {key}")
-
-    tab_to("Audit trail", "Shift+Tab")  # the navigation is above the view's heading
-    page.keyboard.press("Enter")
-    expect(page.get_by_role("heading", name="Audit trail")).to_be_focused()
-    tab_to("Open event 1")
-    page.keyboard.press("Enter")
-    dialog = page.get_by_role("dialog")
-    expect(dialog).to_be_visible()
-    expect(page.get_by_role("button", name="Close")).to_be_focused()
-    page.keyboard.press("Escape")
-    expect(dialog).to_be_hidden()
-    expect(page.get_by_role("button", name="Open event 1")).to_be_focused()
-    tab_to("Sign out", "Shift+Tab")
-    page.keyboard.press("Enter")
-    expect(page.get_by_label("Email", exact=True)).to_be_focused()
+    open_audit(page)
+    page.get_by_role("button", name="Follow live").click()
+    expect(page.locator("#live-status")).to_contain_text("Live: new events appear below")
+    token = site.token(tenant, "auditor")  # a sign-in through the server: token.issued
+    site.events(tenant, 2)  # written beside the server (as the CLI would): found by its poll
+    live = page.locator("#live-table tbody tr")
+    expect(live).to_have_count(3)
+    seqs = [int(row[0]) for row in rows(page, "live-table")]
+    assert seqs == sorted(seqs, reverse=True)  # newest first
+    assert seqs == list(range(seqs[0], seqs[0] - 3, -1))  # in order, none missing
+    assert [row[3] for row in rows(page, "live-table")][-1] == "token.issued"
+    # The token went as a subprotocol, never in the URL.
+    assert sockets
+    assert all(token not in url and "token" not in url for url in sockets)
+    assert all(held not in url for url in sockets for held in visit.bearer_tokens())
+    page.get_by_role("button", name="Stop following").click()
+    expect(page.locator("#live-status")).to_have_text("Stopped.")

@@ -33,6 +33,11 @@ export function onSessionEnded(callback) {
   ended = callback;
 }
 
+/** The current access token, for the one call fetch cannot make: the audit WebSocket. */
+export function accessToken() {
+  return tokens ? tokens.access : null;
+}
+
 export function signedIn() {
   return tokens !== null;
 }
@@ -97,7 +102,9 @@ function forget() {
 }
 
 function end(error) {
-  if (forget() !== null) ended(error);
+  if (forget() === null) return;
+  error.endedSession = true; // reported once, by the `ended` callback
+  ended(error);
 }
 
 /** Sign in with a password; returns the scopes granted (empty: a one-time password). */

@@ -5,6 +5,7 @@ import * as api from "./api.js";
 import * as audit from "./audit.js";
 import { $ } from "./dom.js";
 import * as integrity from "./integrity.js";
+import * as live from "./live.js";
 
 const VIEWS = {
   signin: "Sign in",
@@ -41,6 +42,7 @@ function clearMessages() {
 
 /** Show an error in words: an API error with its status and request id, or a sentence. */
 function report(error, prefix = "") {
+  if (error && error.endedSession && !prefix) return; // onSessionEnded said it already
   let text = String(error);
   if (error instanceof api.ApiError) text = error.text;
   else if (error instanceof Error) text = `Unexpected error: ${error.message}`;
@@ -56,6 +58,7 @@ function notice(text) {
 }
 
 function signedOut(message) {
+  live.stop();
   tenant = null;
   oneTime = null;
   access.clear();
@@ -99,11 +102,24 @@ async function enter(email, slug, password, scopes) {
   const self = matrix.members.find((member) => member.user_id === me.subject);
   tenant = me.tenant;
   audit.setup(tenant);
+  live.setup(tenant);
   integrity.setup(tenant);
   $("who-text").textContent = `${self ? self.email : email} · ${self ? self.role : "member"} · tenant ${tenant}`;
   const wanted = location.hash.slice(1);
   if (!CONSOLE_VIEWS.includes(wanted)) history.replaceState(null, "", "#access");
   await route();
+}
+
+/** A session that cannot show its first view (say the server answers 503) is not kept. */
+async function enterOrSignOut(email, slug, password, scopes) {
+  try {
+    await enter(email, slug, password, scopes);
+  } catch (error) {
+    tenant = null;
+    show("signin", { focus: false });
+    await api.signOut().catch(() => {});
+    throw error;
+  }
 }
 
 async function route() {
@@ -130,7 +146,7 @@ $("signin-form").addEventListener("submit", (event) => {
   busy(form, async () => {
     const scopes = await api.signIn(email, password, slug);
     form.reset();
-    await enter(email, slug, password, scopes);
+    await enterOrSignOut(email, slug, password, scopes);
   });
 });
 
@@ -151,7 +167,7 @@ $("password-form").addEventListener("submit", (event) => {
     oneTime = null;
     form.reset();
     notice("Password changed. Every other session of yours was ended.");
-    await enter(email, slug, next, await api.signIn(email, next, slug));
+    await enterOrSignOut(email, slug, next, await api.signIn(email, next, slug));
   });
 });
 
@@ -177,5 +193,6 @@ api.onSessionEnded((error) => {
   report(error, "Your session ended; sign in again. ");
 });
 audit.bind(report, notice);
+live.bind();
 integrity.bind(report);
 signedOut();

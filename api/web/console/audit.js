@@ -32,9 +32,13 @@ function readFilters() {
   return filters;
 }
 
+let settingUp = false; // form.reset() by setup() is not the user's "Clear"
+
 export function setup(tenant) {
   Object.assign(state, { tenant, filters: {}, cursors: [null], page: 0, next: null, loaded: false });
+  settingUp = true;
   form.reset();
+  settingUp = false;
   $("events-table").tBodies[0].replaceChildren();
   $("page-label").textContent = "";
 }
@@ -62,7 +66,8 @@ export async function load() {
   $("page-next").disabled = !state.next;
 }
 
-function row(event) {
+/** One event as a row of the events table (the live table uses it too). */
+export function row(event) {
   const actor = event.actor_subject ? `${event.actor_kind} ${event.actor_subject}` : event.actor_kind;
   return el(
     "tr",
@@ -136,6 +141,7 @@ export function bind(report, notice) {
     run(() => Object.assign(state, { filters: readFilters(), cursors: [null], page: 0 }))();
   });
   form.addEventListener("reset", () => {
+    if (settingUp) return;
     // After the browser has cleared the fields.
     setTimeout(run(() => Object.assign(state, { filters: {}, cursors: [null], page: 0 })));
   });

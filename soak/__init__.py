@@ -1,0 +1,1 @@
+"""`make soak`: two workers on PostgreSQL + Redis under a mixed load, then checks."""
