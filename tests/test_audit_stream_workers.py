@@ -92,6 +92,9 @@ async def test_two_workers(
         TENANTGATE_REDIS_PREFIX=redis_prefix,
         TENANTGATE_REDIS_TIMEOUT="5",  # a starved test machine must not trip the breaker
         PROMETHEUS_MULTIPROC_DIR=str(metrics),
+        # Up to 200 client grants from one address: the sign-in limiter is not under test here.
+        TENANTGATE_LOGIN_RATE_LIMIT_IP="1000/minute",
+        TENANTGATE_LOGIN_RATE_LIMIT_CLIENT="1000/minute",
     )
     server = ServerProcess(env, "--workers", "2", cwd=tmp_path)
     streams: list[ClientConnection] = []
