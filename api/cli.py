@@ -13,7 +13,13 @@ import typer
 from api.cli_database import run_with_database
 from api.serving import ServeOptions, refusals
 from api.serving import serve as run_server
-from auth.keys import active_key_created_at, has_active_key, rotate, rotation_delay
+from auth.keys import (
+    active_key_created_at,
+    has_active_key,
+    lock_key_table,
+    rotate,
+    rotation_delay,
+)
 from auth.passwords import Passwords, PasswordTooLong
 from config.settings import Environment, Settings, get_settings
 from policies.plans import PLANS
@@ -245,6 +251,7 @@ def keys_rotate(
 
     async def work(database: Database) -> str | float | None:
         async with database.write() as connection:
+            await lock_key_table(connection)  # the checks below hold until the rotation
             if if_missing and await has_active_key(connection):
                 return None
             wait = rotation_delay(

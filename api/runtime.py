@@ -12,7 +12,7 @@ from fastapi import FastAPI
 
 from api.metrics import Metrics
 from auth.grants import Grants
-from auth.keys import KeyRing, has_active_key, rotate
+from auth.keys import KeyRing, has_active_key, lock_key_table, rotate
 from auth.passwords import Passwords
 from auth.tokens import TokenVerifier
 from config.settings import Environment, Settings
@@ -74,6 +74,7 @@ async def _ensure_signing_key(settings: Settings, database: Database) -> None:
             "generate keys on start-up)"
         )
     async with database.write() as connection:
+        await lock_key_table(connection)  # every worker of a first start gets here at once
         if not await has_active_key(connection):
             await rotate(connection, settings.signing_algorithm)
             log.warning("generated a development signing key")

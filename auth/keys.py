@@ -158,8 +158,19 @@ def _parse_private(pem: str) -> PrivateKey:
     return private
 
 
+async def lock_key_table(connection: AsyncConnection) -> None:
+    """Serialise key changes for the rest of this write transaction.
+
+    Two workers starting on an empty table (or two operators rotating at once) would otherwise
+    each see no active key under READ COMMITTED and each insert one. SQLite's writes already
+    queue on BEGIN IMMEDIATE."""
+    if connection.dialect.name == "postgresql":
+        await connection.execute(sa.text("LOCK TABLE signing_keys IN SHARE ROW EXCLUSIVE MODE"))
+
+
 async def rotate(connection: AsyncConnection, algorithm: SigningAlgorithm) -> str:
     """Make a new active key; the active one becomes previous, the previous one is retired."""
+    await lock_key_table(connection)
     private = generate_private_key(algorithm)
     jwk = public_jwk(private.public_key(), algorithm.value)
     pem = private.private_bytes(

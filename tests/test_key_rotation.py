@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
@@ -143,3 +144,23 @@ async def test_a_worker_whose_copy_is_stale_rereads_the_keys_before_signing(
         await asyncio.sleep(0.25)
         _, signed_by = await _token(world, client)
         assert signed_by == new_kid
+
+
+async def test_workers_starting_together_on_an_empty_key_table_make_one_key(
+    database_url: str,
+) -> None:
+    """Every worker of a first `serve --workers N` generates the development key at once."""
+    settings = make_settings(database_url)
+    # Empty the table that the first start filled.
+    async with World.start(settings) as first, first.database.write() as connection:
+        await connection.execute(sa.delete(signing_keys))
+    async with contextlib.AsyncExitStack() as stack:
+        worlds = await asyncio.gather(
+            *(stack.enter_async_context(World.start(settings)) for _ in range(3))
+        )
+        async with worlds[0].database.read() as connection:
+            rows = (await connection.execute(sa.select(signing_keys.c.status))).all()
+        assert [row.status for row in rows] == ["active"]
+        signing = {world.app.state.keyring.signing_key.kid for world in worlds}
+        assert len(signing) == 1
+        assert [await _kids(world) for world in worlds] == [signing] * 3
