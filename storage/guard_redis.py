@@ -1,7 +1,7 @@
 """Redis GuardStore: one Lua script call per guarded request, exact across processes.
 
-Admissions are pipelined: the calls of one event-loop turn share a round trip
-(storage/redis_batch.py).
+Admissions are pipelined on a connection of their own (storage/redis_wire.py): the calls of one
+event-loop turn share a write and a round trip (storage/redis_batch.py).
 
 Keys are `<prefix>:{<tag>}:<kind>:...`; every key of one call shares the hash tag `{<tag>}`, so the
 scripts also run on Redis Cluster. Kinds: `tenant` (hash: status, plan windows, per-client
@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 
 from storage.guard_state import Admission, Counter, Outcome, Tally, TenantState, Verdict, Window
 from storage.redis_batch import ScriptBatcher
+from storage.redis_wire import RedisWire
 
 # Fixed windows, all or none: if any counter is at its limit nothing is counted. A counter that
 # somehow lost its expiry (a script aborted between INCR and PEXPIRE) gets one again instead of
@@ -95,7 +96,8 @@ class RedisGuardStore:
     def __init__(self, redis: Redis, prefix: str) -> None:
         self._redis = redis
         self._prefix = prefix
-        self._admit = ScriptBatcher(redis, ADMIT)
+        self._wire = RedisWire(redis)
+        self._admit = ScriptBatcher(self._wire, ADMIT)
         self._hit = redis.register_script(HIT)
 
     def _key(self, tag: str, *parts: str) -> str:
@@ -159,6 +161,7 @@ class RedisGuardStore:
         await self._redis.ping()
 
     async def close(self) -> None:
+        self._wire.close()
         await self._redis.aclose()
 
 

@@ -1,85 +1,33 @@
-"""Calls of one Lua script that arrive in the same event-loop turn share one pipelined round trip.
+"""Calls of one Lua script on the pipelined wire: the calls of one event-loop turn share a write.
 
-Under load many requests reach admission in the same turn of the loop. Sending each script call
-on its own costs a pool checkout, a write, a read and redis-py's bookkeeping per request; sent
-together they cost that once. Each call is still its own script execution in Redis, so every
-count stays exact across processes (no local counters, nothing deferred).
+Under load many requests reach admission in the same turn of the loop; their EVALSHA commands
+go out in one write and their replies come back together (storage/redis_wire.py). Each call is
+still its own script execution in Redis, so every count stays exact across processes (no local
+counters, nothing deferred).
 
-EVALSHA is sent as a plain command (redis-py's pipelined `Script` would first ask `SCRIPT
-EXISTS`, one more round trip per batch); a Redis that forgot the script (restart, SCRIPT FLUSH)
-answers NOSCRIPT, and those calls are retried once after `SCRIPT LOAD`.
+A Redis that forgot the script (restart, SCRIPT FLUSH) answers NOSCRIPT: that call is sent
+again as EVAL, which runs the script and caches it for the calls after it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from collections.abc import Sequence
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
-Call = tuple[Sequence[str], Sequence[str | int], "asyncio.Future[Any]"]
+from storage.redis_wire import RedisWire
 
 
 class ScriptBatcher:
-    def __init__(self, redis: Redis, script: str) -> None:
-        self._redis = redis
+    def __init__(self, wire: RedisWire, script: str) -> None:
+        self._wire = wire
         self._script = script
         self._sha = hashlib.sha1(script.encode(), usedforsecurity=False).hexdigest()
-        self._pending: list[Call] = []
-        self._sending: set[asyncio.Task[None]] = set()
-        # Batches sent so far, and calls in them (for tests and metrics).
-        self.batches = 0
-        self.calls = 0
 
     async def __call__(self, keys: Sequence[str], args: Sequence[str | int]) -> Any:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        if not self._pending:
-            # After the callbacks already queued for this turn: every admission reached in
-            # this turn joins the batch.
-            loop.call_soon(self._flush)
-        self._pending.append((keys, args, future))
-        return await future
-
-    def _flush(self) -> None:
-        batch, self._pending = self._pending, []
-        task = asyncio.get_running_loop().create_task(self._send(batch))
-        self._sending.add(task)
-        task.add_done_callback(self._sending.discard)
-
-    async def _send(self, batch: list[Call]) -> None:
-        self.batches += 1
-        self.calls += len(batch)
         try:
-            replies = await self._pipeline(batch)
-            missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
-            if missing:
-                await self._redis.script_load(self._script)
-                retried = await self._pipeline([batch[i] for i in missing])
-                for index, reply in zip(missing, retried, strict=True):
-                    replies[index] = reply
-        except asyncio.CancelledError:
-            for _, _, future in batch:
-                future.cancel()
-            raise
-        except Exception as error:  # noqa: BLE001 - handed to every caller, who decides
-            for _, _, future in batch:
-                if not future.done():
-                    future.set_exception(error)
-            return
-        for (_, _, future), reply in zip(batch, replies, strict=True):
-            if future.done():  # the caller gave up (cancelled, timed out)
-                continue
-            if isinstance(reply, Exception):
-                future.set_exception(reply)
-            else:
-                future.set_result(reply)
-
-    async def _pipeline(self, batch: list[Call]) -> list[Any]:
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for keys, args, _ in batch:
-                pipe.evalsha(self._sha, len(keys), *keys, *args)
-            return list(await pipe.execute(raise_on_error=False))
+            return await self._wire.call("EVALSHA", self._sha, len(keys), *keys, *args)
+        except NoScriptError:
+            return await self._wire.call("EVAL", self._script, len(keys), *keys, *args)
