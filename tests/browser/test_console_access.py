@@ -38,6 +38,18 @@ def test_an_owner_signs_in_and_sees_the_live_matrix(visit: Visit, site: Site) ->
         role["role"] for role, cell in zip(matrix["roles"], reach, strict=True) if "✓" in cell
     ]
     assert reached == ["owner", "auditor"]
+    # A route no tenant role reaches says who may call it, rather than leaving blank ticks.
+    for path, who in (
+        ("/health", "anyone: no token needed"),
+        ("/v1/me", "any valid token: the caller's own account"),
+        ("/v1/platform/audit/events", "platform administrators only"),
+    ):
+        row = routes.filter(has=page.get_by_text(path, exact=True))
+        expect(row.locator("td.reach")).to_have_text([who])
+    stream = routes.filter(has=page.get_by_text("/v1/tenants/{tenant}/audit/stream", exact=True))
+    expect(stream.locator(".summary")).to_have_text(
+        "Audit events as they commit, over a WebSocket (resumable with from_seq)"
+    )
     members = rows(page, "members-table")
     assert [row[0] for row in members] == sorted(m["email"] for m in matrix["members"])
     clients = rows(page, "clients-table")
