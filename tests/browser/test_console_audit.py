@@ -196,7 +196,9 @@ def test_follow_live_shows_events_as_they_commit(visit: Visit, site: Site) -> No
     seqs = [int(row[0]) for row in rows(page, "live-table")]
     assert seqs == sorted(seqs, reverse=True)  # newest first
     assert seqs == list(range(seqs[0], seqs[0] - 3, -1))  # in order, none missing
+    expect(page.locator("#live-status")).to_contain_text(f"(latest: seq {seqs[0]})")
     assert [row[3] for row in rows(page, "live-table")][-1] == "token.issued"
+    visit.shot("console-live", full_page=False)
     # The token went as a subprotocol, never in the URL.
     assert sockets
     assert all(token not in url and "token" not in url for url in sockets)

@@ -7,6 +7,7 @@ import { row } from "./audit.js";
 import { $ } from "./dom.js";
 
 const state = { tenant: null, socket: null, following: false, nextSeq: null };
+const LIVE = "Live: new events appear below as they are committed";
 
 function status(text) {
   $("live-status").textContent = text;
@@ -27,10 +28,11 @@ function connect() {
     const data = JSON.parse(message.data);
     if (data.type === "ready") {
       state.nextSeq = data.next_seq;
-      status(`Live: new events appear below as they are committed (next: seq ${data.next_seq}).`);
+      status(`${LIVE}.`);
     } else if (data.type === "event") {
       state.nextSeq = data.event.seq + 1;
       $("live-table").tBodies[0].prepend(row(data.event));
+      status(`${LIVE} (latest: seq ${data.event.seq}).`);
     }
   });
   socket.addEventListener("close", (event) => {
