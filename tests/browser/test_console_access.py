@@ -175,3 +175,70 @@ def test_a_refused_sign_in_is_shown_in_words_with_its_request_id(visit: Visit, s
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
     assert re.fullmatch(r"[\w-]{8,}", request_id)
     visit.shot("console-signin-error", full_page=False)
+
+
+def test_evaluate_explains_an_answer_as_the_api_gives_it(visit: Visit, site: Site) -> None:
+    tenant = site.tenant("con-evaluate", "owner", "member", "viewer")
+    site.client(tenant, "Report reader", frozenset({"reports:read"}))
+    owner_token = site.token(tenant, "owner", scope="audit:read")
+    page = visit.page
+    sign_in_as(page, tenant, "owner")
+    page.get_by_role("link", name="Evaluate").click()
+    expect(page.get_by_role("heading", name="Evaluate access")).to_be_focused()
+    principal = page.get_by_label("Principal")
+    path = page.get_by_label("Path (a request path or a route template)")
+    headline = page.locator("#evaluate-headline")
+    url = f"/v1/tenants/{tenant.slug}/access/evaluate"
+
+    def ask(who: str, method: str, where: str) -> dict[str, Any]:
+        """The console's answer, checked against the API's to the same question."""
+        principal.select_option(who)
+        page.get_by_label("Method").select_option(method)
+        path.fill(where)
+        with page.expect_response(f"**{url}") as answered:
+            page.get_by_role("button", name="Evaluate", exact=True).click()
+        assert answered.value.status == 200
+        question = {"principal": who, "method": method, "path": where}
+        expected = site.send("POST", url, owner_token, question)
+        assert expected.status_code == 200, expected.text
+        answer: dict[str, Any] = expected.json()
+        assert answered.value.json() == answer
+        reasons = page.locator("#evaluate-reasons li")
+        expect(reasons).to_have_text(
+            [
+                f"{r['code']} at the {r['stage']} stage (HTTP {r['status']}): {r['detail']}"
+                for r in answer["reasons"]
+            ]
+        )
+        return answer
+
+    viewer = tenant.user_ids[tenant.email("viewer")]
+    denied = ask(viewer, "POST", "/v1/tenants/{tenant}/items")
+    assert denied["missing_scopes"] == ["items:write"]
+    expect(headline).to_have_text(f"Denied (HTTP 403): {denied['reasons'][0]['detail']}")
+    expect(page.locator("#evaluate-result")).to_have_class("verdict fail")
+    fields = page.locator("#evaluate-fields")
+    expect(fields).to_contain_text("Missing scopesitems:write")
+    expect(fields).to_contain_text("Roleviewer")
+    visit.shot("console-evaluate", full_page=False)
+
+    member = tenant.user_ids[tenant.email("member")]
+    ask(member, "POST", f"/v1/tenants/{tenant.slug}/items")
+    expect(headline).to_have_text(
+        f"Allowed: {tenant.email('member')} (member) may call POST /v1/tenants/{{tenant}}/items"
+    )
+    expect(page.locator("#evaluate-result")).to_have_class("verdict pass")
+
+    client = page.locator("#evaluate-principal option", has_text="Report reader")
+    subject = client.get_attribute("value")
+    assert subject is not None
+    assert subject.startswith("client:cli_")
+    foreign = ask(subject, "GET", "/v1/tenants/globex/reports/inventory")
+    assert [r["code"] for r in foreign["reasons"]] == ["tenant_mismatch"]
+    expect(headline).to_contain_text("Denied (HTTP 404)")
+    expect(fields).to_contain_text("Rolea client: no role")
+    # The console asked with its own audit:read token, and only asked.
+    asked = [r for r in visit.paths() if "/access/" in r]
+    assert asked == [f"POST {url}"] * 3
+    (token,) = visit.bearer_tokens()
+    assert jwt_part(token, 1)["scope"] == "audit:read"
