@@ -38,6 +38,8 @@ def test_an_owner_signs_in_and_sees_the_live_matrix(visit: Visit, site: Site) ->
         role["role"] for role, cell in zip(matrix["roles"], reach, strict=True) if "✓" in cell
     ]
     assert reached == ["owner", "auditor"]
+    # The summary's `backquoted` command is shown as code, not with its backquotes.
+    expect(verify_row.locator(".summary code")).to_have_text("tenantgate audit verify")
     # A route no tenant role reaches says who may call it, rather than leaving blank ticks.
     for path, who in (
         ("/health", "anyone: no token needed"),

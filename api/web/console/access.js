@@ -1,7 +1,7 @@
 // Access: the live route x scope x role matrix, then who holds which scopes in the tenant.
 
 import * as api from "./api.js";
-import { $, el, fill, scopeList, setOptions, shortTime } from "./dom.js";
+import { $, el, fill, scopeList, setOptions, shortTime, withCode } from "./dom.js";
 
 let matrix = null;
 
@@ -68,7 +68,7 @@ function routeRow(route, roles) {
     "tr",
     { class: route.guards === "public" ? "public" : null },
     el("td", {}, el("span", { class: `method ${route.method.toLowerCase()}` }, route.method)),
-    el("th", { scope: "row" }, el("code", {}, route.path), el("span", { class: "summary" }, route.summary)),
+    el("th", { scope: "row" }, el("code", {}, route.path), el("span", { class: "summary" }, ...withCode(route.summary))),
     el("td", {}, scopeList(route.scopes)),
     el("td", { class: "guards" }, route.guards),
     ...reachCells(route, roles),
