@@ -207,7 +207,7 @@ def test_follow_live_shows_events_as_they_commit(visit: Visit, site: Site) -> No
     expect(page.locator("#live-status")).to_have_text("Stopped.")
 
 
-def test_follow_live_resumes_after_a_drop_without_gaps_or_repeats(visit: Visit, site: Site) -> None:
+def test_follow_live_resumes_after_a_drop_and_stops_on_suspension(visit: Visit, site: Site) -> None:
     tenant = site.tenant("aud-resume", "auditor")
     page = visit.page
     connections: list[WebSocketRoute] = []
@@ -236,3 +236,11 @@ def test_follow_live_resumes_after_a_drop_without_gaps_or_repeats(visit: Visit, 
     assert len(connections) == 2
     assert connections[1].url.endswith(f"?from_seq={last + 1}")
     expect(page.locator("#live-status")).to_contain_text(f"(latest: seq {last + 3})")
+    # A suspended tenant stops the stream for good, and the page says why.
+    suspended = site.send(
+        "PATCH", f"/v1/tenants/{tenant.slug}", site.platform_token(), {"status": "suspended"}
+    )
+    assert suspended.status_code == 200, suspended.text
+    expect(page.locator("#live-status")).to_have_text("Stopped: the tenant is suspended.")
+    expect(page.get_by_role("button", name="Follow live")).to_be_visible()
+    assert len(connections) == 2  # no reconnection attempt
