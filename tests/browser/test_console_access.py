@@ -7,7 +7,9 @@ from collections.abc import Callable
 from typing import Any
 
 from playwright.sync_api import expect
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from storage import accounts
 from tests.browser.conftest import BROWSER_GROUP, Visit
 from tests.browser.console import rows, sign_in, sign_in_as
 from tests.browser.site import Site
@@ -244,3 +246,27 @@ def test_evaluate_explains_an_answer_as_the_api_gives_it(visit: Visit, site: Sit
     assert asked == [f"POST {url}"] * 3
     (token,) = visit.bearer_tokens()
     assert jwt_part(token, 1)["scope"] == "audit:read"
+
+
+def test_someone_in_two_tenants_names_the_tenant_to_sign_in(visit: Visit, site: Site) -> None:
+    first = site.tenant("con-multi-a", "auditor")
+    site.tenant("con-multi-b")
+    email = first.email("auditor")
+    user_id = first.user_ids[email]
+
+    async def join(connection: AsyncConnection) -> None:
+        await accounts.add_member(connection, "con-multi-b", user_id, "auditor")
+
+    site.write(join)
+    page = visit.page
+    with page.expect_response("**/token") as answer:
+        sign_in(page, email, first.passwords[email])
+    request_id = answer.value.headers["x-request-id"]
+    expect(page.locator("#error")).to_have_text(
+        "Sign-in refused: the user belongs to several tenants: send `tenant` "
+        f"(HTTP 400, request id {request_id})"
+    )
+    sign_in(page, email, first.passwords[email], tenant="con-multi-b")
+    expect(page.locator("#who-text")).to_have_text(f"{email} · auditor · tenant con-multi-b")
+    (token,) = visit.bearer_tokens()
+    assert jwt_part(token, 1)["tid"] == "con-multi-b"
