@@ -8,6 +8,7 @@ refresh sessions from the database.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -83,7 +84,11 @@ def route_access(route: RouteContext) -> list[RouteAccess]:
             calls.add(call)
         if call is require_scopes:
             required |= scopes
-    summary = getattr(route, "summary", None) or str(route.name).replace("_", " ")
+    summary = (
+        getattr(route, "summary", None)
+        or _docstring_summary(route)
+        or str(route.name).replace("_", " ")
+    )
     methods = _methods(route)
     return [
         RouteAccess(
@@ -98,6 +103,13 @@ def route_access(route: RouteContext) -> list[RouteAccess]:
         )
         for method in methods
     ]
+
+
+def _docstring_summary(route: RouteContext) -> str | None:
+    """The first line of the endpoint's docstring: WebSocket routes take no `summary`, and a
+    route's name (`audit:stream`) says little to a person reading the matrix."""
+    doc = inspect.getdoc(route.endpoint) if route.endpoint is not None else None
+    return doc.splitlines()[0].rstrip(".") if doc else None
 
 
 def _methods(route: RouteContext) -> list[str]:

@@ -21,6 +21,7 @@ from storage import accounts
 from storage.audit import Actor, NewEvent, append
 from storage.database import Database
 from tests.support import World, bearer, make_settings
+from tests.support_clients import client_token, create_client
 from tests.support_items import tenant_with_owner
 from tests.support_ws import handshake, served
 
@@ -335,3 +336,32 @@ async def test_a_consumer_that_never_reads_is_dropped(database_url: str) -> None
             )
             metrics = (await world.client.get("/metrics")).text
             assert 'tenantgate_audit_stream_closes_total{reason="slow"} 1.0' in metrics
+
+
+async def test_a_clients_stream_closes_when_the_client_is_narrowed_or_deleted(
+    world: World, base: str
+) -> None:
+    owner = await tenant_with_owner(world, "acme")
+    client = await create_client(world, owner, "acme", ["audit:read", "items:read"])
+    path = f"/v1/tenants/acme/clients/{client.client_id}"
+    for change in ("narrowed", "deleted"):
+        token = await client_token(world.client, client)
+        async with connect(stream(base), subprotocols=offer(token)) as ws:
+            await until_ready(ws)
+            if change == "narrowed":
+                answer = await world.client.patch(
+                    path, json={"scopes": ["items:read"]}, headers=bearer(owner)
+                )
+                assert answer.status_code == 200, answer.text
+            else:
+                answer = await world.client.delete(path, headers=bearer(owner))
+                assert answer.status_code == 204, answer.text
+            changed = time.monotonic()
+            code, reason, at = await closed(ws)
+            assert (code, "revoked" in reason) == (1008, True), change
+            assert at - changed < 1.0, change
+        if change == "narrowed":  # audit:read back, for the deletion's turn
+            widened = await world.client.patch(
+                path, json={"scopes": ["audit:read", "items:read"]}, headers=bearer(owner)
+            )
+            assert widened.status_code == 200, widened.text

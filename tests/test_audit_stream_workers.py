@@ -1,13 +1,17 @@
 """The audit stream on `tenantgate serve --workers 2` with a real Redis: events written by one
-worker reach streams on the other; revocation and suspension close them wherever they are.
+worker reach streams on the other; revocation and suspension close them wherever they are; a
+client that never reads is dropped (1013) while one that reads keeps up.
 
-(A client that never reads is dropped: tests/test_audit_stream.py, where the server's socket
-buffers can be made small. Here a loopback connection's send buffer grows to 4 MB first.)"""
+(tests/test_audit_stream.py drops a non-reader in one process with small server socket
+buffers. Here the server's send buffer on loopback grows to about 3 MB first, so the events
+that fill it are large: 200 kB each.)"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import socket
 import time
 from pathlib import Path
 
@@ -15,10 +19,12 @@ import httpx
 import pytest
 from prometheus_client.mmap_dict import MmapedDict
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 from auth.clients import create_client
 from auth.passwords import Passwords
 from storage import accounts
+from storage.audit import Actor, NewEvent, append
 from storage.database import Database
 from tests.support import make_settings
 from tests.support_ops import ServerProcess, server_env
@@ -27,6 +33,10 @@ from tests.test_audit_stream import closed, events, offer, until_ready
 PASSWORD = "Stream-Pa55word-qv"
 ROOT_PASSWORD = "Root-Pa55word-qv"
 STREAM = "/v1/tenants/acme/audit/stream"
+# Events a stream may have waiting (TENANTGATE_AUDIT_STREAM_BUFFER), and the size of the events
+# that flood it: small enough buffers for a test, large enough for the grants above.
+STREAM_BUFFER = 64
+PADDING = 200_000
 
 # With the other tests that start several server processes: one at a time on this machine.
 pytestmark = pytest.mark.xdist_group("worker-processes")
@@ -80,6 +90,66 @@ async def _grant(http: httpx.AsyncClient, client_id: str, secret: str) -> None:
     assert response.status_code == 200, response.text
 
 
+async def _flood(database_url: str, count: int) -> None:
+    """`count` large events in acme's trail, written beside the server (as the CLI would):
+    the workers' polls find them."""
+    database = Database(make_settings(database_url))
+    try:
+        async with database.write() as connection:
+            for n in range(count):
+                details = {"padding": "x" * PADDING, "n": n}
+                flood = NewEvent(
+                    action="test.flood",
+                    tenant="acme",
+                    actor=Actor("system", "test"),
+                    details=details,
+                )
+                await append(connection, flood)
+    finally:
+        await database.dispose()
+
+
+async def _a_consumer_that_never_reads_is_dropped(
+    ws_url: str, token: str, database_url: str, metrics: Path
+) -> None:
+    reader = await connect(ws_url, subprotocols=offer(token), max_size=None)
+    # The idle client's own buffers are small (4 kB socket buffer, one queued message, no
+    # compression of the padding), so it holds back almost nothing of what the server sends.
+    host, port = ws_url.removeprefix("ws://").split("/", 1)[0].rsplit(":", 1)
+    raw = socket.socket()
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    raw.connect((host, int(port)))
+    idle = await connect(
+        ws_url,
+        subprotocols=offer(token),
+        sock=raw,
+        max_queue=1,
+        max_size=None,
+        compression=None,
+    )
+    try:
+        await until_ready(reader)
+        await until_ready(idle)
+        sent = 0
+        while not _pids(metrics, "counter", '"slow"') and sent < 400:
+            await _flood(database_url, 5)
+            sent += 5
+            flood = await events(reader, 5)  # the reader keeps up
+            assert [e["action"] for e in flood] == ["test.flood"] * 5
+        assert _pids(metrics, "counter", '"slow"'), "the idle consumer was never dropped"
+        assert sent > 5  # it fell behind over time, not on the first burst
+        # Reading at last, the idle client finds what was sent before the drop, then 1013.
+        code, reason, _ = await closed(idle)
+        assert (code, reason) == (1013, "too slow: the stream fell behind; reconnect with from_seq")
+        # The reader is still open and still current.
+        await _flood(database_url, 1)
+        assert [e["action"] for e in await events(reader, 1)] == ["test.flood"]
+    finally:
+        await reader.close()
+        with contextlib.suppress(ConnectionClosed):
+            await idle.close()
+
+
 async def test_two_workers(
     tmp_path: Path, production_database_url: str, redis_url: str, redis_prefix: str
 ) -> None:
@@ -95,6 +165,7 @@ async def test_two_workers(
         # Up to 200 client grants from one address: the sign-in limiter is not under test here.
         TENANTGATE_LOGIN_RATE_LIMIT_IP="1000/minute",
         TENANTGATE_LOGIN_RATE_LIMIT_CLIENT="1000/minute",
+        TENANTGATE_AUDIT_STREAM_BUFFER=str(STREAM_BUFFER),
     )
     server = ServerProcess(env, "--workers", "2", cwd=tmp_path)
     streams: list[ClientConnection] = []
@@ -163,6 +234,16 @@ async def test_two_workers(
                 assert (code, reason) == (1008, "the tenant is suspended")
                 assert at - changed < 1.0
             streams.clear()
+
+            # Active again: a stream that never reads is dropped, one that reads keeps up.
+            resumed = await http.patch(
+                "/v1/tenants/acme",
+                json={"status": "active"},
+                headers={"Authorization": f"Bearer {root}"},
+            )
+            assert resumed.status_code == 200, resumed.text
+            again = await sign_in("owner@acme.test", PASSWORD)
+            await _a_consumer_that_never_reads_is_dropped(ws_url, again, database_url, metrics)
     finally:
         for ws in streams:
             await ws.close()

@@ -4,10 +4,13 @@ no escalation or self-renewal, and the platform's own audit trail through the AP
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import json
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from tests.support import World, bearer, make_settings
 from tests.support_clients import (
@@ -297,6 +300,7 @@ async def test_platform_admins_read_the_platform_trail_through_the_api(world: Wo
         "/v1/platform/audit/events", headers={**bearer(root), "Accept": "text/csv"}
     )
     assert as_csv.text.splitlines()[0].startswith("id,seq,tenant,time")
+    await platform_filters_pages_and_exports(world, root)
 
     # A tenant's owner, even holding audit:read, is no platform admin.
     await world.member("acme", "owner@acme.test", "owner")
@@ -306,6 +310,51 @@ async def test_platform_admins_read_the_platform_trail_through_the_api(world: Wo
         "platform:admin"
     ]
     assert_problem(await world.client.get("/v1/platform/audit/events"), 401, "unauthenticated")
+
+
+async def platform_filters_pages_and_exports(world: World, root: str) -> None:
+    """The tenant trail's filters, cursor pages and filtered exports, on the platform trail."""
+    for username in ("a@x.test", "b@x.test"):
+        form = {"grant_type": "password", "username": username, "password": "wrong-pass"}
+        assert (await world.client.post("/token", data=form)).status_code == 400
+    await world.login("root@platform.test")
+    url = "/v1/platform/audit/events"
+
+    async def shown(**params: str) -> list[dict[str, Any]]:
+        page = await world.client.get(url, params=params, headers=bearer(root))
+        assert page.status_code == 200, page.text
+        found: list[dict[str, Any]] = page.json()["events"]
+        return found
+
+    everything = await shown()
+    assert len(everything) >= 5
+    root_id = (await world.client.get("/v1/me", headers=bearer(root))).json()["subject"]
+    by_root = await shown(actor=root_id)
+    assert by_root == [e for e in everything if e["actor_subject"] == root_id]
+    assert len(by_root) >= 2
+    failures = await shown(outcome="failure")
+    assert failures == [e for e in everything if e["outcome"] == "failure"]
+    assert {e["action"] for e in failures} == {"token.refused"}
+    assert len(failures) == 3
+    # A time range: from the second event (inclusive) to the third (exclusive).
+    second, third = everything[1], everything[2]
+    assert await shown(since=second["time"], until=third["time"]) == [second]
+    # Cursor pages of one event walk the same trail, in order, once each.
+    walked: list[dict[str, Any]] = []
+    params: dict[str, str] = {"limit": "1"}
+    while True:
+        page = (await world.client.get(url, params=params, headers=bearer(root))).json()
+        walked += page["events"]
+        if page["next_cursor"] is None:
+            break
+        params["cursor"] = page["next_cursor"]
+    assert walked == everything
+    # An export of a filtered range holds the rows the filter shows, no more.
+    export = await world.client.get(
+        url, params={"outcome": "failure"}, headers={**bearer(root), "Accept": "text/csv"}
+    )
+    rows = list(csv.DictReader(io.StringIO(export.text)))
+    assert [int(row["seq"]) for row in rows] == [e["seq"] for e in failures]
 
 
 async def test_a_plan_downgrade_never_leaves_a_client_above_the_new_plan(world: World) -> None:

@@ -38,4 +38,5 @@ FromSeq = Annotated[
 async def audit_stream(
     websocket: WebSocket, tenant: CurrentTenant, from_seq: FromSeq = None
 ) -> None:
+    """Audit events as they commit, over a WebSocket (resumable with from_seq)."""
     await serve(websocket, authenticated(websocket), tenant.slug, from_seq)

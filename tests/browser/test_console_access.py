@@ -7,7 +7,9 @@ from collections.abc import Callable
 from typing import Any
 
 from playwright.sync_api import expect
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from storage import accounts
 from tests.browser.conftest import BROWSER_GROUP, Visit
 from tests.browser.console import rows, sign_in, sign_in_as
 from tests.browser.site import Site
@@ -38,6 +40,20 @@ def test_an_owner_signs_in_and_sees_the_live_matrix(visit: Visit, site: Site) ->
         role["role"] for role, cell in zip(matrix["roles"], reach, strict=True) if "✓" in cell
     ]
     assert reached == ["owner", "auditor"]
+    # The summary's `backquoted` command is shown as code, not with its backquotes.
+    expect(verify_row.locator(".summary code")).to_have_text("tenantgate audit verify")
+    # A route no tenant role reaches says who may call it, rather than leaving blank ticks.
+    for path, who in (
+        ("/health", "anyone: no token needed"),
+        ("/v1/me", "any valid token: the caller's own account"),
+        ("/v1/platform/audit/events", "platform administrators only"),
+    ):
+        row = routes.filter(has=page.get_by_text(path, exact=True))
+        expect(row.locator("td.reach")).to_have_text([who])
+    stream = routes.filter(has=page.get_by_text("/v1/tenants/{tenant}/audit/stream", exact=True))
+    expect(stream.locator(".summary")).to_have_text(
+        "Audit events as they commit, over a WebSocket (resumable with from_seq)"
+    )
     members = rows(page, "members-table")
     assert [row[0] for row in members] == sorted(m["email"] for m in matrix["members"])
     clients = rows(page, "clients-table")
@@ -163,3 +179,94 @@ def test_a_refused_sign_in_is_shown_in_words_with_its_request_id(visit: Visit, s
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
     assert re.fullmatch(r"[\w-]{8,}", request_id)
     visit.shot("console-signin-error", full_page=False)
+
+
+def test_evaluate_explains_an_answer_as_the_api_gives_it(visit: Visit, site: Site) -> None:
+    tenant = site.tenant("con-evaluate", "owner", "member", "viewer")
+    site.client(tenant, "Report reader", frozenset({"reports:read"}))
+    owner_token = site.token(tenant, "owner", scope="audit:read")
+    page = visit.page
+    sign_in_as(page, tenant, "owner")
+    page.get_by_role("link", name="Evaluate").click()
+    expect(page.get_by_role("heading", name="Evaluate access")).to_be_focused()
+    principal = page.get_by_label("Principal")
+    path = page.get_by_label("Path (a request path or a route template)")
+    headline = page.locator("#evaluate-headline")
+    url = f"/v1/tenants/{tenant.slug}/access/evaluate"
+
+    def ask(who: str, method: str, where: str) -> dict[str, Any]:
+        """The console's answer, checked against the API's to the same question."""
+        principal.select_option(who)
+        page.get_by_label("Method").select_option(method)
+        path.fill(where)
+        with page.expect_response(f"**{url}") as answered:
+            page.get_by_role("button", name="Evaluate", exact=True).click()
+        assert answered.value.status == 200
+        question = {"principal": who, "method": method, "path": where}
+        expected = site.send("POST", url, owner_token, question)
+        assert expected.status_code == 200, expected.text
+        answer: dict[str, Any] = expected.json()
+        assert answered.value.json() == answer
+        reasons = page.locator("#evaluate-reasons li")
+        expect(reasons).to_have_text(
+            [
+                f"{r['code']} at the {r['stage']} stage (HTTP {r['status']}): {r['detail']}"
+                for r in answer["reasons"]
+            ]
+        )
+        return answer
+
+    viewer = tenant.user_ids[tenant.email("viewer")]
+    denied = ask(viewer, "POST", "/v1/tenants/{tenant}/items")
+    assert denied["missing_scopes"] == ["items:write"]
+    expect(headline).to_have_text(f"Denied (HTTP 403): {denied['reasons'][0]['detail']}")
+    expect(page.locator("#evaluate-result")).to_have_class("verdict fail")
+    fields = page.locator("#evaluate-fields")
+    expect(fields).to_contain_text("Missing scopesitems:write")
+    expect(fields).to_contain_text("Roleviewer")
+    visit.shot("console-evaluate", full_page=False)
+
+    member = tenant.user_ids[tenant.email("member")]
+    ask(member, "POST", f"/v1/tenants/{tenant.slug}/items")
+    expect(headline).to_have_text(
+        f"Allowed: {tenant.email('member')} (member) may call POST /v1/tenants/{{tenant}}/items"
+    )
+    expect(page.locator("#evaluate-result")).to_have_class("verdict pass")
+
+    client = page.locator("#evaluate-principal option", has_text="Report reader")
+    subject = client.get_attribute("value")
+    assert subject is not None
+    assert subject.startswith("client:cli_")
+    foreign = ask(subject, "GET", "/v1/tenants/globex/reports/inventory")
+    assert [r["code"] for r in foreign["reasons"]] == ["tenant_mismatch"]
+    expect(headline).to_contain_text("Denied (HTTP 404)")
+    expect(fields).to_contain_text("Rolea client: no role")
+    # The console asked with its own audit:read token, and only asked.
+    asked = [r for r in visit.paths() if "/access/" in r]
+    assert asked == [f"POST {url}"] * 3
+    (token,) = visit.bearer_tokens()
+    assert jwt_part(token, 1)["scope"] == "audit:read"
+
+
+def test_someone_in_two_tenants_names_the_tenant_to_sign_in(visit: Visit, site: Site) -> None:
+    first = site.tenant("con-multi-a", "auditor")
+    site.tenant("con-multi-b")
+    email = first.email("auditor")
+    user_id = first.user_ids[email]
+
+    async def join(connection: AsyncConnection) -> None:
+        await accounts.add_member(connection, "con-multi-b", user_id, "auditor")
+
+    site.write(join)
+    page = visit.page
+    with page.expect_response("**/token") as answer:
+        sign_in(page, email, first.passwords[email])
+    request_id = answer.value.headers["x-request-id"]
+    expect(page.locator("#error")).to_have_text(
+        "Sign-in refused: the user belongs to several tenants: send `tenant` "
+        f"(HTTP 400, request id {request_id})"
+    )
+    sign_in(page, email, first.passwords[email], tenant="con-multi-b")
+    expect(page.locator("#who-text")).to_have_text(f"{email} · auditor · tenant con-multi-b")
+    (token,) = visit.bearer_tokens()
+    assert jwt_part(token, 1)["tid"] == "con-multi-b"

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, WebSocketRoute, expect
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from storage.tables import audit_events
@@ -196,10 +196,51 @@ def test_follow_live_shows_events_as_they_commit(visit: Visit, site: Site) -> No
     seqs = [int(row[0]) for row in rows(page, "live-table")]
     assert seqs == sorted(seqs, reverse=True)  # newest first
     assert seqs == list(range(seqs[0], seqs[0] - 3, -1))  # in order, none missing
+    expect(page.locator("#live-status")).to_contain_text(f"(latest: seq {seqs[0]})")
     assert [row[3] for row in rows(page, "live-table")][-1] == "token.issued"
+    visit.shot("console-live", full_page=False)
     # The token went as a subprotocol, never in the URL.
     assert sockets
     assert all(token not in url and "token" not in url for url in sockets)
     assert all(held not in url for url in sockets for held in visit.bearer_tokens())
     page.get_by_role("button", name="Stop following").click()
     expect(page.locator("#live-status")).to_have_text("Stopped.")
+
+
+def test_follow_live_resumes_after_a_drop_and_stops_on_suspension(visit: Visit, site: Site) -> None:
+    tenant = site.tenant("aud-resume", "auditor")
+    page = visit.page
+    connections: list[WebSocketRoute] = []
+
+    def through(socket: WebSocketRoute) -> None:
+        """Pass the console's stream through to the server, keeping a handle to drop it."""
+        socket.connect_to_server()
+        connections.append(socket)
+
+    page.route_web_socket("**/audit/stream*", through)
+    sign_in_as(page, tenant, "auditor")
+    open_audit(page)
+    page.get_by_role("button", name="Follow live").click()
+    expect(page.locator("#live-status")).to_contain_text("Live: new events appear below")
+    site.events(tenant, 2)
+    live = page.locator("#live-table tbody tr")
+    expect(live).to_have_count(2)
+    last = int(rows(page, "live-table")[0][0])
+
+    connections[0].close(code=1012, reason="service restart")  # the page's side drops
+    expect(page.locator("#live-status")).to_have_text("Reconnecting…")
+    site.events(tenant, 3)  # while away, or just back: either way shown once
+    expect(live).to_have_count(5)
+    seqs = [int(row[0]) for row in rows(page, "live-table")]
+    assert seqs == list(range(last + 3, last - 2, -1)), "a gap or a repeat"
+    assert len(connections) == 2
+    assert connections[1].url.endswith(f"?from_seq={last + 1}")
+    expect(page.locator("#live-status")).to_contain_text(f"(latest: seq {last + 3})")
+    # A suspended tenant stops the stream for good, and the page says why.
+    suspended = site.send(
+        "PATCH", f"/v1/tenants/{tenant.slug}", site.platform_token(), {"status": "suspended"}
+    )
+    assert suspended.status_code == 200, suspended.text
+    expect(page.locator("#live-status")).to_have_text("Stopped: the tenant is suspended.")
+    expect(page.get_by_role("button", name="Follow live")).to_be_visible()
+    assert len(connections) == 2  # no reconnection attempt

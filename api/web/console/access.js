@@ -1,7 +1,7 @@
 // Access: the live route x scope x role matrix, then who holds which scopes in the tenant.
 
 import * as api from "./api.js";
-import { $, el, fill, scopeList, setOptions, shortTime } from "./dom.js";
+import { $, el, fill, scopeList, setOptions, shortTime, withCode } from "./dom.js";
 
 let matrix = null;
 
@@ -50,15 +50,28 @@ function reach(route, role) {
   );
 }
 
+/** Who may call a route that no tenant role reaches: blank ticks would read as "nobody". */
+function openTo(route) {
+  if (route.guards === "public") return "anyone: no token needed";
+  if (!route.scopes.length) return "any valid token: the caller's own account";
+  if (route.scopes.includes("platform:admin")) return "platform administrators only";
+  return "no tenant role holds all these scopes";
+}
+
+function reachCells(route, roles) {
+  if (route.roles.length) return roles.map((role) => reach(route, role));
+  return [el("td", { colspan: roles.length, class: "reach open" }, openTo(route))];
+}
+
 function routeRow(route, roles) {
   return el(
     "tr",
     { class: route.guards === "public" ? "public" : null },
     el("td", {}, el("span", { class: `method ${route.method.toLowerCase()}` }, route.method)),
-    el("th", { scope: "row" }, el("code", {}, route.path), el("span", { class: "summary" }, route.summary)),
+    el("th", { scope: "row" }, el("code", {}, route.path), el("span", { class: "summary" }, ...withCode(route.summary))),
     el("td", {}, scopeList(route.scopes)),
     el("td", { class: "guards" }, route.guards),
-    ...roles.map((role) => reach(route, role)),
+    ...reachCells(route, roles),
   );
 }
 

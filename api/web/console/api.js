@@ -143,9 +143,10 @@ export function refresh() {
   return refreshing;
 }
 
-async function authorized(path, headers, retry = true) {
+async function authorized(path, { headers = {}, ...init } = {}, retry = true) {
   if (!tokens) throw new ApiError("You are signed out.");
   const response = await send(path, {
+    ...init,
     headers: { ...headers, Authorization: `Bearer ${tokens.access}` },
   });
   if (response.status === 401 && retry && tokens && tokens.refresh) {
@@ -155,7 +156,7 @@ async function authorized(path, headers, retry = true) {
       end(error);
       throw error;
     }
-    return authorized(path, headers, false);
+    return authorized(path, { headers, ...init }, false);
   }
   if (!response.ok) {
     const error = await failure(response);
@@ -175,13 +176,25 @@ function withQuery(path, params) {
 }
 
 export async function getJson(path, params) {
-  const response = await authorized(withQuery(path, params), { Accept: "application/json" });
+  const response = await authorized(withQuery(path, params), {
+    headers: { Accept: "application/json" },
+  });
+  return response.json();
+}
+
+/** A question sent as JSON that changes nothing (POST /access/evaluate). */
+export async function askJson(path, body) {
+  const response = await authorized(path, {
+    method: "POST",
+    headers: { Accept: "application/json", "Content-Type": "application/json" },
+    body: JSON.stringify(body),
+  });
   return response.json();
 }
 
 /** The response body as a file: its blob and the name the server suggests. */
 export async function download(path, params, accept, fallbackName) {
-  const response = await authorized(withQuery(path, params), { Accept: accept });
+  const response = await authorized(withQuery(path, params), { headers: { Accept: accept } });
   const disposition = response.headers.get("content-disposition") || "";
   const match = /filename="([^"]+)"/.exec(disposition);
   return { blob: await response.blob(), filename: match ? match[1] : fallbackName };

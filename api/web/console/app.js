@@ -4,6 +4,7 @@ import * as access from "./access.js";
 import * as api from "./api.js";
 import * as audit from "./audit.js";
 import { $ } from "./dom.js";
+import * as evaluate from "./evaluate.js";
 import * as integrity from "./integrity.js";
 import * as live from "./live.js";
 
@@ -14,8 +15,9 @@ const VIEWS = {
   access: "Access",
   audit: "Audit trail",
   integrity: "Integrity",
+  evaluate: "Evaluate access",
 };
-const CONSOLE_VIEWS = ["access", "audit", "integrity"];
+const CONSOLE_VIEWS = ["access", "audit", "integrity", "evaluate"];
 
 let tenant = null; // set once signed in with audit:read
 let oneTime = null; // { email, tenant, password } only while a one-time password is replaced
@@ -104,6 +106,7 @@ async function enter(email, slug, password, scopes) {
   audit.setup(tenant);
   live.setup(tenant);
   integrity.setup(tenant);
+  evaluate.setup(tenant, matrix);
   $("who-text").textContent = `${self ? self.email : email} · ${self ? self.role : "member"} · tenant ${tenant}`;
   const wanted = location.hash.slice(1);
   if (!CONSOLE_VIEWS.includes(wanted)) history.replaceState(null, "", "#access");
@@ -195,4 +198,5 @@ api.onSessionEnded((error) => {
 audit.bind(report, notice);
 live.bind();
 integrity.bind(report);
+evaluate.bind(report);
 signedOut();

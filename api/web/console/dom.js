@@ -43,3 +43,11 @@ export function shortTime(value) {
   const match = /^(\d{4}-\d\d-\d\d)T(\d\d:\d\d:\d\d)/.exec(value || "");
   return match ? `${match[1]} ${match[2]}` : value || "—";
 }
+
+/** Text whose `backquoted` parts (as OpenAPI summaries write them) become code elements. */
+export function withCode(text) {
+  return String(text)
+    .split("`")
+    .map((part, index) => (index % 2 ? el("code", {}, part) : part))
+    .filter((part) => part !== "");
+}

@@ -6,10 +6,15 @@ import * as api from "./api.js";
 import { row } from "./audit.js";
 import { $ } from "./dom.js";
 
-const state = { tenant: null, socket: null, following: false, nextSeq: null };
+const state = { tenant: null, socket: null, following: false, nextSeq: null, latest: null };
+const LIVE = "Live: new events appear below as they are committed";
 
 function status(text) {
   $("live-status").textContent = text;
+}
+
+function showStatus() {
+  status(state.latest === null ? `${LIVE}.` : `${LIVE} (latest: seq ${state.latest}).`);
 }
 
 function streamUrl() {
@@ -27,10 +32,12 @@ function connect() {
     const data = JSON.parse(message.data);
     if (data.type === "ready") {
       state.nextSeq = data.next_seq;
-      status(`Live: new events appear below as they are committed (next: seq ${data.next_seq}).`);
+      showStatus();
     } else if (data.type === "event") {
       state.nextSeq = data.event.seq + 1;
+      state.latest = data.event.seq;
       $("live-table").tBodies[0].prepend(row(data.event));
+      showStatus();
     }
   });
   socket.addEventListener("close", (event) => {
@@ -61,7 +68,7 @@ export function stop(text = "") {
 
 export function setup(tenant) {
   stop();
-  Object.assign(state, { tenant, nextSeq: null });
+  Object.assign(state, { tenant, nextSeq: null, latest: null });
   $("live-table").tBodies[0].replaceChildren();
   $("live-box").hidden = true;
 }
