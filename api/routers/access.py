@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Security
+from fastapi import Request
 
 from api.deps import DatabaseDep
+from api.routers.tenants import tenant_router
 from api.schemas.access import AccessEvaluationOut, AccessQuery
 from api.schemas.common import Problem
-from policies.authorize import require_scopes
 from policies.evaluation import evaluate
 from policies.tenancy import CurrentTenant
 
-router = APIRouter(
-    prefix="/access",
-    tags=["audit"],
-    dependencies=[Security(require_scopes, scopes=["audit:read"])],
-)
+router = tenant_router("/access", tags=["audit"], read_scopes=["audit:read"])
 
 
 @router.post(

@@ -6,11 +6,12 @@ import re
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response, Security
+from fastapi import Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import AwareDatetime
 
 from api.deps import DatabaseDep
+from api.routers.tenants import tenant_router
 from api.schemas.audit import (
     CSV,
     NDJSON,
@@ -23,7 +24,6 @@ from api.schemas.audit import (
 )
 from api.schemas.pages import CURSOR_DESCRIPTION, encode_cursor, keyed_cursor
 from policies.access_matrix import role_matrix, route_matrix, tenant_access
-from policies.authorize import require_scopes
 from policies.tenancy import CurrentTenant
 from storage.audit import EventOutcome, chain_of
 from storage.audit_queries import EventFilter, all_events, events, verify
@@ -35,11 +35,7 @@ SeqCursor = Annotated[
     keyed_cursor(re.compile(r"[0-9]{1,18}")),
 ]
 
-router = APIRouter(
-    prefix="/audit",
-    tags=["audit"],
-    dependencies=[Security(require_scopes, scopes=["audit:read"])],
-)
+router = tenant_router("/audit", tags=["audit"], read_scopes=["audit:read"])
 
 EXPORT_RESPONSES = {
     200: {

@@ -10,18 +10,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Security, WebSocket
+from fastapi import Query, WebSocket
 
 from api.audit_stream import serve
+from api.routers.tenants import tenant_router
 from auth.principal import authenticated
-from policies.authorize import require_scopes
 from policies.tenancy import CurrentTenant
 
-router = APIRouter(
-    prefix="/audit",
-    tags=["audit"],
-    dependencies=[Security(require_scopes, scopes=["audit:read"])],
-)
+router = tenant_router("/audit", tags=["audit"], read_scopes=["audit:read"])
 
 FromSeq = Annotated[
     int | None,

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Request, Response, Security
+from fastapi import Path, Request, Response, Security
 
 from api.deps import DatabaseDep, GuardDep, SettingsDep
 from api.errors import NO_STORE
+from api.routers.tenants import tenant_router
 from api.schemas.clients import (
     ClientCreate,
     ClientCreated,
@@ -27,11 +28,7 @@ from policies.tenancy import CurrentTenant
 from storage import clients as client_rows
 from storage.clients import ClientRecord
 
-router = APIRouter(
-    prefix="/clients",
-    tags=["clients"],
-    dependencies=[Security(require_scopes, scopes=["clients:read"])],
-)
+router = tenant_router("/clients", tags=["clients"], read_scopes=["clients:read"])
 WRITE = [Security(require_scopes, scopes=["clients:write"])]
 # Above every real revision (milliseconds): all tokens of a deleted client fall below it.
 # 2**53 - 1 stays exact as a Lua number in the Redis guard script.

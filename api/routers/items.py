@@ -5,11 +5,12 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Path, Query, Request, Response, Security, status
+from fastapi import Header, Path, Query, Request, Response, Security, status
 
 from api.cached_reports import invalidate_reports
 from api.conditional import NOT_MODIFIED_RESPONSE, IfNoneMatch, unless_current, weak_etag
 from api.deps import DatabaseDep
+from api.routers.tenants import tenant_router
 from api.schemas.common import Problem
 from api.schemas.items import (
     ONE_LINE,
@@ -25,11 +26,7 @@ from policies.tenancy import CurrentTenant
 from storage import items as store
 from storage.items import NewItem, price_to_units
 
-router = APIRouter(
-    prefix="/items",
-    tags=["items"],
-    dependencies=[Security(require_scopes, scopes=["items:read"])],
-)
+router = tenant_router("/items", tags=["items"], read_scopes=["items:read"])
 WRITE = [Security(require_scopes, scopes=["items:write"])]
 # Versions live in an INTEGER column; a larger If-Match value can name no version.
 MAX_VERSION = 2**31 - 1

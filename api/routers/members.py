@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Request, Response, Security
+from fastapi import Path, Request, Response, Security
 
 from api.deps import DatabaseDep, GuardDep, PasswordsDep, SettingsDep
+from api.routers.tenants import tenant_router
 from api.schemas.common import Problem
 from api.schemas.members import MemberCreate, MemberCreated, MemberOut, MemberPage, MemberUpdate
 from api.schemas.pages import DEFAULT_LIMIT, CursorQuery, LimitQuery, next_cursor
@@ -18,10 +19,10 @@ from policies.tenancy import CurrentTenant
 from storage import members
 from storage.members import Member
 
-router = APIRouter(
-    prefix="/members",
+router = tenant_router(
+    "/members",
     tags=["members"],
-    dependencies=[Security(require_scopes, scopes=["members:read"])],
+    read_scopes=["members:read"],
     responses={
         403: {
             "model": Problem,

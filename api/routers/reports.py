@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response, Security
+from fastapi import Request, Response
 
 from api.cached_reports import inventory_report
 from api.conditional import NOT_MODIFIED_RESPONSE, IfNoneMatch, unless_current
+from api.routers.tenants import tenant_router
 from api.schemas.common import Problem
 from api.schemas.reports import InventoryReport
-from policies.authorize import require_scopes
 from policies.tenancy import CurrentTenant
 
-router = APIRouter(
-    prefix="/reports",
-    tags=["reports"],
-    dependencies=[Security(require_scopes, scopes=["reports:read"])],
-)
+router = tenant_router("/reports", tags=["reports"], read_scopes=["reports:read"])
 
 
 @router.get(
