@@ -14,7 +14,13 @@ from storage.migrate import upgrade
 from tests.support import World, bearer, make_settings
 from tests.support_items import create_item, item_body, items_url, tenant_with_owner
 from tests.support_ops import capture_logs
-from tests.support_outage import assert_one_error_line, assert_unavailable, eventually, timed
+from tests.support_outage import (
+    ANSWER_WITHIN,
+    assert_one_error_line,
+    assert_unavailable,
+    eventually,
+    timed,
+)
 from tests.support_postgres import PostgresProcess, own_postgres
 
 pytestmark = pytest.mark.xdist_group("private-postgres")
@@ -31,7 +37,10 @@ def postgres() -> Iterator[PostgresProcess]:
 async def world(postgres: PostgresProcess) -> AsyncIterator[World]:
     if not postgres.running():
         postgres.start()
-    settings: Settings = make_settings(postgres.url)
+    # The engine's statements (sign-ins, audited changes) may wait DATABASE_BUSY_TIMEOUT for
+    # their chain's lock, 10 s by default, before a frozen server counts as gone; at 1 s every
+    # path answers within the issue's 3 s (statements then get DATABASE_TIMEOUT, 2 s).
+    settings: Settings = make_settings(postgres.url, database_busy_timeout=1.0)
     async with World.start(settings) as started:
         yield started
     if postgres.running():
@@ -46,9 +55,20 @@ async def _outage_requests(
     *,
     write_kinds: tuple[str, ...] = ("database-unavailable",),
 ) -> None:
-    """During the outage: data requests are 503s, the identity path still answers."""
+    """During the outage: data requests, audited changes and sign-ins are 503s within the bound,
+    the identity path still answers."""
     me = await world.client.get("/v1/me", headers=bearer(token))
     assert me.status_code == 200, me.text
+    member = {"email": f"new@{slug}.test", "role": "viewer"}
+    added, elapsed = await timed(
+        world.client.post(f"/v1/tenants/{slug}/members", json=member, headers=bearer(token))
+    )
+    assert_unavailable(added, elapsed, *write_kinds)
+    sign_in, elapsed = await timed(world.token_response(f"owner@{slug}.test"))
+    assert sign_in.status_code == 503, sign_in.text
+    assert sign_in.json()["error"] == "temporarily_unavailable"
+    assert int(sign_in.headers["retry-after"]) > 0
+    assert elapsed < ANSWER_WITHIN, f"sign-in answered after {elapsed:.2f} s"
     read, elapsed = await timed(world.client.get(items_url(slug, item_id), headers=bearer(token)))
     assert_unavailable(read, elapsed)
     listing, elapsed = await timed(world.client.get(items_url(slug), headers=bearer(token)))
@@ -164,6 +184,7 @@ async def test_a_commit_that_never_returns_is_an_unknown_outcome_not_a_201(
     # locally and never acknowledged, the classic "did it commit?" case.
     postgres.sql("ALTER SYSTEM SET synchronous_standby_names = 'absent_standby'")
     postgres.sql("SELECT pg_reload_conf()")
+    member = {"email": "doubt@commit.test", "role": "viewer"}
     try:
         with capture_logs() as logs:
             write, elapsed = await timed(
@@ -171,8 +192,13 @@ async def test_a_commit_that_never_returns_is_an_unknown_outcome_not_a_201(
                     items_url("commit"), json=item_body("DOUBT"), headers=bearer(token)
                 )
             )
+            # The same through the engine's transactions (an audited change): its COMMIT waits.
+            added, added_in = await timed(
+                world.client.post("/v1/tenants/commit/members", json=member, headers=bearer(token))
+            )
         assert_unavailable(write, elapsed, "commit-unknown")
-        assert_one_error_line(logs, [write])
+        assert_unavailable(added, added_in, "commit-unknown")
+        assert_one_error_line(logs, [write, added])
     finally:
         postgres.sql("ALTER SYSTEM RESET synchronous_standby_names")
         postgres.sql("SELECT pg_reload_conf()")
@@ -185,3 +211,9 @@ async def test_a_commit_that_never_returns_is_an_unknown_outcome_not_a_201(
         until=lambda response: bool(response.json()["items"]),
     )
     assert [i["sku"] for i in listing.json()["items"]] == ["DOUBT"]
+    members, _ = await eventually(
+        lambda: world.client.get("/v1/tenants/commit/members", headers=bearer(token)),
+        200,
+        until=lambda response: "doubt@commit.test" in response.text,
+    )
+    assert "doubt@commit.test" in members.text
