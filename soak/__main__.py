@@ -5,8 +5,8 @@ writes and lists, reports, sign-ins (some failing), refreshes, client credential
 owners change member roles and rotate client secrets. Meanwhile this process suspends and resumes
 a tenant, rotates the signing key and samples each worker's RSS. At the end it checks: no 5xx,
 every audit chain verifies, each tenant holds exactly the items acknowledged as created and not
-deleted, every revoked token is refused, no worker's RSS grew 10 % or more after warm-up; and it
-prints p50/p99 per route. Exit 1 when a check fails.
+deleted, every revoked token is refused (by the next request and at the end), no worker's RSS
+grew 10 % or more after warm-up; and it prints p50/p99 per route. Exit 1 when a check fails.
 """
 
 from __future__ import annotations
@@ -142,10 +142,19 @@ def check(service: Service, plan: dict[str, Any], result: dict[str, Any], events
                 f"{len(ledger['deleted'])} deleted",
             )
         )
+    accepted = result["revoked_accepted"]
+    checks.append(
+        (
+            "every revoked token refused at once",
+            bool(result["revoked"]) and not accepted,
+            f"{len(result['revoked']) - len(accepted)}/{len(result['revoked'])} refused "
+            "by the next request" + (f" (accepted: {accepted[:5]})" if accepted else ""),
+        )
+    )
     refused, unexpired = _revoked_refused(service, result["revoked"])
     checks.append(
         (
-            "every revoked token refused",
+            "every revoked token refused at the end",
             refused == len(result["revoked"]),
             f"{refused}/{len(result['revoked'])} refused ({unexpired} not yet expired)",
         )
