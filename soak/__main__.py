@@ -106,6 +106,18 @@ def _revoked_refused(service: Service, tokens: list[str]) -> tuple[int, int]:
     return refused, unexpired
 
 
+def _verify(service: Service, chain: str) -> subprocess.CompletedProcess[str]:
+    """`audit verify`, tried again while the database cannot be used (exit 2: on a shared
+    PostgreSQL another program may hold every connection for a moment); a broken chain (exit 1)
+    is final."""
+    for _ in range(10):
+        verified = service.cli("audit", "verify", chain)
+        if verified.returncode != 2:
+            break
+        time.sleep(3)
+    return verified
+
+
 def check(service: Service, plan: dict[str, Any], result: dict[str, Any], events: Events) -> bool:
     checks: list[tuple[str, bool, str]] = []
     server_errors = sum(
@@ -122,7 +134,7 @@ def check(service: Service, plan: dict[str, Any], result: dict[str, Any], events
         )
     )
     for chain in (*TENANTS, "_platform"):
-        verified = service.cli("audit", "verify", chain)
+        verified = _verify(service, chain)
         checks.append(
             (
                 f"audit chain {chain} verifies",
