@@ -18,6 +18,7 @@ from starlette.requests import HTTPConnection
 from starlette.routing import compile_path
 
 from api.conditional import NotModified
+from api.media_type import JSON, unreadable_json_body
 from api.metrics import record_auth_failure
 from api.schemas.common import NUL_ERROR, NUL_MESSAGE
 from auth.errors import InvalidToken, MissingToken, OAuthError
@@ -308,6 +309,15 @@ async def _validation(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, RequestValidationError | WebSocketRequestValidationError)
     if any(e.get("type") == NUL_ERROR for e in error.errors()):
         return problem(request, 400, "invalid-text", "Invalid text", NUL_MESSAGE)
+    if unreadable_json_body(request):
+        return problem(
+            request,
+            415,
+            "unsupported-media-type",
+            "Unsupported media type",
+            f"send the body as {JSON}",
+            headers={"Accept": JSON},
+        )
     # Never echo the input back: it may hold a password or a token.
     errors = [
         {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}

@@ -2,9 +2,11 @@
 its schema and the headers it carries. schemathesis holds the service to it (tests/contract/).
 
 FastAPI documents what routes declare; some answers come from below the routes and are added
-here for every operation they reach: a body that cannot be parsed or text the database cannot
-store (400), a body over the limit (413), a database or state store out of reach (503). Errors
-are `application/problem+json` (RFC 9457) except on the token endpoints (RFC 6749 JSON bodies).
+here for every operation they reach: a `Host` not served, a body that cannot be parsed or text
+the database cannot store (400), a body over the limit (413), a JSON body sent as another media
+type (415), request headers over the limit (431), a database or state store out of reach or a
+request past its deadline (503). Errors are `application/problem+json` (RFC 9457) except on the
+token endpoints (RFC 6749 JSON bodies).
 """
 
 from __future__ import annotations
@@ -13,14 +15,21 @@ from typing import Any
 
 PROBLEM_MEDIA = "application/problem+json"
 OAUTH_PATHS = frozenset({"/token", "/revoke", "/introspect"})
-# Answered from memory, no input, no database: none of the added errors can happen.
+# Answered from memory, no input, no database: no 503 (and no 400 but a refused Host).
 NO_IO_PATHS = frozenset(
     {"/health", "/.well-known/jwks.json", "/.well-known/oauth-authorization-server"}
 )
+# Probes answer whatever the Host (api/middleware/stack.py), so a load balancer can reach them.
+PROBES = frozenset({"/health", "/ready"})
 PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
 OAUTH_REF = {"$ref": "#/components/schemas/OAuthErrorOut"}
 ITEMS = "/v1/tenants/{tenant}/items"
 ITEM = ITEMS + "/{item_id}"
+REPORT = "/v1/tenants/{tenant}/reports/inventory"
+# Which ETag an answer carries (200, 201 and 304): an item's version (strong) or a digest of a
+# page or a report (weak, api/conditional.py).
+STRONG_TAGS = {(ITEMS, "post"), (ITEM, "get"), (ITEM, "patch")}
+WEAK_TAGS = {(ITEMS, "get"), (REPORT, "get")}
 
 _TEXT = {"type": "string"}
 HEADERS: dict[str, dict[str, Any]] = {
@@ -34,6 +43,11 @@ HEADERS: dict[str, dict[str, Any]] = {
         "description": 'The item\'s version as a strong entity tag, e.g. "3"',
         "schema": {"type": "string", "pattern": '^"[0-9]+"$'},
     },
+    "Weak-ETag": {
+        "description": "A weak entity tag over what the body shows, for If-None-Match",
+        "schema": {"type": "string", "pattern": '^W/"[0-9a-f]+"$'},
+    },
+    "Accept": {"description": "The media type the operation reads", "schema": _TEXT},
     "Location": {"description": "The path of the created resource", "schema": _TEXT},
     "RateLimit-Policy": {"description": "IETF draft: the quotas that apply", "schema": _TEXT},
     "RateLimit": {"description": "IETF draft: what is left of each quota", "schema": _TEXT},
@@ -49,8 +63,11 @@ RATE_LIMIT_HEADERS = (
     "X-RateLimit-Reset",
 )
 ADDED = {
-    400: "Malformed input: a body that cannot be parsed, or text the database cannot store",
+    400: "Malformed input: a body that cannot be parsed, or text the database cannot store; "
+    "or a Host this service does not serve",
     413: "The body is over the size limit",
+    415: "The body is not JSON (see Accept)",
+    431: "The request headers are over the size limit",
     503: "The database or the shared state store is out of reach (or the request timed out)",
 }
 
@@ -68,13 +85,16 @@ def make_exact(schema: dict[str, Any]) -> dict[str, Any]:
 
 def _operation(path: str, method: str, operation: dict[str, Any]) -> None:
     responses: dict[str, Any] = operation["responses"]
-    takes_input = bool(operation.get("parameters")) or "requestBody" in operation
+    body = operation.get("requestBody", {}).get("content", {})
+    if path not in PROBES:
+        responses.setdefault("400", {"description": ADDED[400]})
     if path not in NO_IO_PATHS:
-        if takes_input:
-            responses.setdefault("400", {"description": ADDED[400]})
         responses.setdefault("503", {"description": ADDED[503]})
-    if "requestBody" in operation:
+    if body:
         responses.setdefault("413", {"description": ADDED[413]})
+    if "application/json" in body:
+        responses.setdefault("415", {"description": ADDED[415]})
+    responses.setdefault("431", {"description": ADDED[431]})
     if path in OAUTH_PATHS:
         responses.setdefault("429", {"description": "Too many attempts; see Retry-After"})
     if path == "/revoke":
@@ -90,17 +110,21 @@ def _response(path: str, method: str, status: int, response: dict[str, Any]) -> 
     guarded = path.startswith("/v1/")
     if status >= 400:
         response["content"] = _error_content(path, status)
-    if status in (429, 503) and path != "/ready":
+    if status in (429, 503):
         headers["Retry-After"] = _header("Retry-After", required=True)
     if status in (401, 403) and (guarded or (status == 401 and path in OAUTH_PATHS)):
         headers["WWW-Authenticate"] = _header("WWW-Authenticate", required=True)
-    if (guarded and (status < 300 or status == 429)) or path == "/token":
+    if (guarded and (status < 400 or status == 429)) or path == "/token":
         for name in RATE_LIMIT_HEADERS:
             headers[name] = _header(name, required=False)
-    if (path == ITEMS and status == 201) or (path == ITEM and status == 200):
+    if status in (200, 201, 304) and (path, method) in STRONG_TAGS:
         headers["ETag"] = _header("ETag", required=True)
+    if status in (200, 304) and (path, method) in WEAK_TAGS:
+        headers["ETag"] = _header("Weak-ETag", required=True)
     if status == 201:
         headers["Location"] = _header("Location", required=True)
+    if status == 415:
+        headers["Accept"] = _header("Accept", required=True)
 
 
 def _error_content(path: str, status: int) -> dict[str, Any]:

@@ -31,6 +31,8 @@ class Ledger:
     deleted: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     live: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     revoked: list[str] = field(default_factory=list)
+    # Revoked tokens some worker still accepted right after the 200 (status it answered).
+    revoked_accepted: list[int] = field(default_factory=list)
 
     def note(self, route: str, response: httpx.Response, seconds: float) -> None:
         self.latencies[route].append(seconds)
@@ -185,6 +187,12 @@ class User:
         )
         if revoked.status_code == 200:
             self.ledger.revoked.append(token)
+            # At once, on whichever worker takes the request: the token is still far from expiry.
+            after = await self.call(
+                "GET /v1/me revoked", "GET", "/v1/me", headers={"Authorization": f"Bearer {token}"}
+            )
+            if after.status_code != 401:
+                self.ledger.revoked_accepted.append(after.status_code)
 
 
 class Owner(User):
@@ -273,6 +281,7 @@ async def main(plan: dict[str, Any], seconds: float) -> dict[str, Any]:
             for slug in ledger.created
         },
         "revoked": ledger.revoked,
+        "revoked_accepted": ledger.revoked_accepted,
     }
 
 

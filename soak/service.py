@@ -4,9 +4,11 @@ two workers, and a platform admin; removed again afterwards."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -121,12 +123,14 @@ def running(directory: Path) -> Iterator[Service]:
             ).stdout
         )
         with log.open("wb") as stderr:
+            # A session of its own, so that its workers can be ended with it whatever happens.
             process = subprocess.Popen(
                 [TENANTGATE, "serve", "--port", str(port), "--workers", str(WORKERS)],
                 env=env,
                 cwd=directory,
                 stdout=subprocess.DEVNULL,
                 stderr=stderr,
+                start_new_session=True,
             )
         service = Service(
             f"http://127.0.0.1:{port}", env, process, log, admin["email"], admin["password"]
@@ -135,8 +139,7 @@ def running(directory: Path) -> Iterator[Service]:
             _wait_ready(service)
             yield service
         finally:
-            process.terminate()
-            process.wait(30)
+            _stop(process)
     finally:
         asyncio.run(_admin_sql(drop))
         redis = Redis.from_url(REDIS_URL)
@@ -144,6 +147,16 @@ def running(directory: Path) -> Iterator[Service]:
         if keys:
             redis.delete(*keys)
         redis.close()
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """A graceful stop; then, whatever is left of the server's session, killed."""
+    process.terminate()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(30)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(10)
 
 
 def _wait_ready(service: Service) -> None:

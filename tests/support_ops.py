@@ -254,31 +254,32 @@ class ServerProcess:
             time.sleep(0.05)
 
     @contextmanager
-    def only(self, worker: int, others: list[int]) -> Iterator[None]:
+    def only(self, worker: int, others: list[int], *, probe: str = "/ready") -> Iterator[None]:
         """Every new connection goes to `worker`: the other workers are stopped (SIGSTOP).
 
         They share one listening socket, so a stopped worker accepts nothing. uvicorn kills a
         worker that misses its health check for 30 s (api/serving.py): keep what runs inside
-        short. Waits until `worker` answers /ready, so it is also known to have started.
+        short. Waits until `worker` answers `probe` (`/health` while the database is meant to
+        be down), so it is also known to have started.
         """
         stopped = [pid for pid in others if pid != worker]
         for pid in stopped:
             os.kill(pid, signal.SIGSTOP)
         try:
-            self._wait_answering()
+            self._wait_answering(probe)
             yield
         finally:
             for pid in stopped:
                 os.kill(pid, signal.SIGCONT)
 
-    def _wait_answering(self, timeout: float = 3.0) -> None:
+    def _wait_answering(self, probe: str, timeout: float = 3.0) -> None:
         deadline = time.monotonic() + timeout
         while True:
             with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(self.url + "/ready", timeout=0.5).status_code == 200:
+                if httpx.get(self.url + probe, timeout=0.5).status_code == 200:
                     return
             if time.monotonic() > deadline:
-                raise AssertionError(f"the worker did not answer /ready:\n{self.stderr()}")
+                raise AssertionError(f"the worker did not answer {probe}:\n{self.stderr()}")
             time.sleep(0.05)
 
 

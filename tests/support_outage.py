@@ -47,13 +47,19 @@ def assert_one_error_line(logs: LogCapture, responses: list[httpx.Response]) -> 
 
 
 async def eventually(
-    call: Callable[[], Awaitable[httpx.Response]], status: int, within: float = 10.0
+    call: Callable[[], Awaitable[httpx.Response]],
+    status: int,
+    within: float = 10.0,
+    *,
+    until: Callable[[httpx.Response], bool] = lambda response: True,
 ) -> tuple[httpx.Response, float]:
-    """Repeat `call` until it answers `status`; the response and how long that took."""
+    """Repeat `call` until it answers `status` (and `until` holds for that answer); the last
+    response and how long that took."""
     started = time.monotonic()
     while True:
         response = await call()
         elapsed = time.monotonic() - started
-        if response.status_code == status or elapsed > within:
+        done = response.status_code == status and until(response)
+        if done or elapsed > within:
             return response, elapsed
         await asyncio.sleep(0.02)

@@ -1,8 +1,12 @@
 """The README stays true: the two commands, and a row for every setting."""
 
 import json
+import os
 import subprocess
+from enum import Enum
 from pathlib import Path
+
+import pytest
 
 from config.settings import Settings
 from tests.support_ops import TENANTGATE, ServerProcess, server_env
@@ -21,6 +25,45 @@ def test_the_table_names_no_setting_that_does_not_exist() -> None:
     rows = [line for line in README.splitlines() if line.startswith("| `TENANTGATE_")]
     names = {row.split("`")[1].removeprefix("TENANTGATE_").lower() for row in rows}
     assert names == set(Settings.model_fields)
+
+
+# Rows whose default is prose, not a value: what they say is checked by other tests.
+PROSE_DEFAULTS = {"redis_fallback_processes"}  # "TENANTGATE_WORKERS": test_workers_exact.py
+
+
+def _matches(cell: str, value: object) -> bool:
+    """The table's default cell says `value`: `x` literally, "unset" (None) or "empty"."""
+    if cell.startswith("unset"):
+        return value is None
+    if cell == "empty":
+        return value in ([], (), "")
+    literal = cell.removeprefix("`").removesuffix("`")
+    if isinstance(value, Enum):
+        value = value.value
+    if isinstance(value, bool):
+        return literal == str(value).lower()
+    if isinstance(value, int | float):
+        return float(literal) == float(value)
+    if isinstance(value, list | tuple):
+        return literal == ",".join(value)
+    if isinstance(value, dict):
+        return bool(json.loads(literal) == value)
+    return literal == value
+
+
+def test_each_default_in_the_table_is_the_real_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in [*os.environ]:
+        if name.startswith("TENANTGATE_") or name == "WEB_CONCURRENCY":
+            monkeypatch.delenv(name)
+    defaults = Settings(_env_file=None)
+    rows = [line for line in README.splitlines() if line.startswith("| `TENANTGATE_")]
+    wrong = []
+    for row in rows:
+        cells = [cell.strip() for cell in row.strip("|").split("|")]
+        name = cells[0].strip("`").removeprefix("TENANTGATE_").lower()
+        if name not in PROSE_DEFAULTS and not _matches(cells[1], getattr(defaults, name)):
+            wrong.append((name, cells[1], getattr(defaults, name)))
+    assert wrong == []
 
 
 def test_the_two_commands_are_there() -> None:

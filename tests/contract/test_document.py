@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -34,7 +35,7 @@ def test_every_error_is_documented_with_its_media_type(document: dict[str, Any])
                 continue
             media = set(response["content"])
             expected = {PROBLEM, "application/json"} if path in OAUTH else {PROBLEM}
-            if path in OAUTH and status in {"413", "422"}:
+            if path in OAUTH and status in {"413", "422", "431"}:
                 expected = {PROBLEM}
             assert media == expected, (method, path, status, media)
     assert "HTTPValidationError" not in document["components"]["schemas"]
@@ -43,13 +44,17 @@ def test_every_error_is_documented_with_its_media_type(document: dict[str, Any])
 def test_statuses_from_below_the_routes_are_documented(document: dict[str, Any]) -> None:
     for path, method, operation in operations(document):
         statuses = set(operation["responses"])
+        assert "431" in statuses, (method, path)  # header limit: every request
         if path.startswith("/v1/"):
-            assert {"401", "403", "422", "429", "503"} <= statuses, (method, path)
-        if operation.get("parameters") or "requestBody" in operation:
-            assert "400" in statuses, (method, path)
-        if "requestBody" in operation:
+            assert {"400", "401", "403", "422", "429", "503"} <= statuses, (method, path)
+        if path not in {"/health", "/ready"}:
+            assert "400" in statuses, (method, path)  # a Host not served, at least
+        body = operation.get("requestBody", {}).get("content", {})
+        if body:
             assert "413" in statuses, (method, path)
+        assert ("415" in statuses) == ("application/json" in body), (method, path)
     assert {"400", "401", "429", "503"} <= set(document["paths"]["/token"]["post"]["responses"])
+    assert "415" not in document["paths"]["/token"]["post"]["responses"]  # a form: RFC 6749 400
 
 
 def test_headers_are_declared(document: dict[str, Any]) -> None:
@@ -57,17 +62,41 @@ def test_headers_are_declared(document: dict[str, Any]) -> None:
         for status, response in operation["responses"].items():
             headers = response["headers"]
             assert headers["X-Request-ID"]["required"] is True
-            if status in {"429", "503"} and path != "/ready":
+            if status in {"429", "503"}:
                 assert headers["Retry-After"]["required"] is True, (method, path, status)
             if status in {"401", "403"} and path.startswith("/v1/"):
                 assert headers["WWW-Authenticate"]["required"] is True, (method, path, status)
             if status == "201":
                 assert headers["Location"]["required"] is True, (method, path)
-    items = document["paths"]["/v1/tenants/{tenant}/items/{item_id}"]
-    assert items["get"]["responses"]["200"]["headers"]["ETag"]["required"] is True
-    listing = document["paths"]["/v1/tenants/{tenant}/items"]["get"]["responses"]["200"]
-    assert "ETag" not in listing["headers"]
-    assert "RateLimit" in listing["headers"]
+            if status == "415":
+                assert headers["Accept"]["required"] is True, (method, path)
+    listing = document["paths"]["/v1/tenants/{tenant}/items"]["get"]["responses"]
+    assert "RateLimit" in listing["200"]["headers"]
+
+
+def _tag_pattern(document: dict[str, Any], path: str, method: str, status: str) -> str:
+    header = document["paths"][path][method]["responses"][status]["headers"]["ETag"]
+    assert header["required"] is True, (method, path, status)
+    pattern: str = header["schema"]["pattern"]
+    return pattern
+
+
+@pytest.mark.parametrize(
+    ("path", "method", "statuses", "tag"),
+    [
+        ("/v1/tenants/{tenant}/items", "post", ("201",), '"1"'),
+        ("/v1/tenants/{tenant}/items/{item_id}", "get", ("200", "304"), '"7"'),
+        ("/v1/tenants/{tenant}/items/{item_id}", "patch", ("200",), '"8"'),
+        ("/v1/tenants/{tenant}/items", "get", ("200", "304"), 'W/"0f3a"'),
+        ("/v1/tenants/{tenant}/reports/inventory", "get", ("200", "304"), 'W/"9b"'),
+    ],
+)
+def test_every_etag_is_declared_with_its_shape(
+    document: dict[str, Any], path: str, method: str, statuses: tuple[str, ...], tag: str
+) -> None:
+    """The tags the service sends (api/routers/items.py, api/conditional.py) match the schema."""
+    for status in statuses:
+        assert re.fullmatch(_tag_pattern(document, path, method, status), tag), (path, status)
 
 
 def test_revoke_answers_200_without_a_body(document: dict[str, Any]) -> None:
