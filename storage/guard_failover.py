@@ -25,16 +25,13 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from enum import Enum
 
-from redis.exceptions import RedisError
-
 from storage.breaker import FailureRate
 from storage.guard_memory import MemoryGuardStore, hit_key, principal_key, tenant_key
 from storage.guard_redis import RedisGuardStore
 from storage.guard_state import Admission, Tally, TenantState, Verdict, Window
+from storage.redis_client import REDIS_FAILURES
 
 log = logging.getLogger("tenantgate.guard")
-
-REDIS_FAILURES = (RedisError, OSError, TimeoutError)
 
 
 class StateStoreUnavailable(Exception):

@@ -3,10 +3,11 @@
 Admissions are pipelined: the calls of one event-loop turn share a round trip
 (storage/redis_batch.py).
 
-Keys are `<prefix>:{<tag>}:<kind>:...`; every key of one call shares the hash tag `{<tag>}`, so the
-scripts also run on Redis Cluster. Kinds: `tenant` (hash: status, plan windows, per-client
-overrides), `jti:<jti>` (revoked token), `rev:<subject>` (revision cut-off), `rl:p:<subject>` and
-`rl:t` (the two admission counters), `rl:<name>` (counters of `hit`, e.g. the login limiter).
+Keys are `<prefix>:{<tag>}:<kind>:...`; every key of one call shares the hash tag `{<tag>}`, so on
+a Redis Cluster each script call runs in one slot, on the master that holds the tenant. Kinds:
+`tenant` (hash: status, plan windows, per-client overrides), `jti:<jti>` (revoked token),
+`rev:<subject>` (revision cut-off), `rl:p:<subject>` and `rl:t` (the two admission counters),
+`rl:<name>` (counters of `hit`, e.g. the login limiter).
 Redis must run with `maxmemory-policy noeviction`: an evicted counter would reset a limit.
 """
 
@@ -15,10 +16,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from redis.asyncio import Redis
-
 from storage.guard_state import Admission, Counter, Outcome, Tally, TenantState, Verdict, Window
 from storage.redis_batch import ScriptBatcher
+from storage.redis_client import RedisClient
 
 # Fixed windows, all or none: if any counter is at its limit nothing is counted. A counter that
 # somehow lost its expiry (a script aborted between INCR and PEXPIRE) gets one again instead of
@@ -92,7 +92,7 @@ return count(KEYS, 1, limits, windows)
 
 
 class RedisGuardStore:
-    def __init__(self, redis: Redis, prefix: str) -> None:
+    def __init__(self, redis: RedisClient, prefix: str) -> None:
         self._redis = redis
         self._prefix = prefix
         self._admit = ScriptBatcher(redis, ADMIT)
@@ -159,6 +159,7 @@ class RedisGuardStore:
         await self._redis.ping()
 
     async def close(self) -> None:
+        await self._admit.close()
         await self._redis.aclose()
 
 

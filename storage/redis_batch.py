@@ -6,8 +6,13 @@ together they cost that once. Each call is still its own script execution in Red
 count stays exact across processes (no local counters, nothing deferred).
 
 EVALSHA is sent as a plain command (redis-py's pipelined `Script` would first ask `SCRIPT
-EXISTS`, one more round trip per batch); a Redis that forgot the script (restart, SCRIPT FLUSH)
-answers NOSCRIPT, and those calls are retried once after `SCRIPT LOAD`.
+EXISTS`, one more round trip per batch); a Redis that forgot the script (restart, SCRIPT FLUSH,
+a replica promoted in a cluster) answers NOSCRIPT, and those calls are retried once after
+`SCRIPT LOAD`.
+
+On a Redis Cluster the calls of one turn are split by the node that serves their key's slot,
+and each node's share is its own pipeline, all sent at once: every call still costs one round
+trip (to its node), and a node that fails fails only the calls sent to it.
 """
 
 from __future__ import annotations
@@ -17,20 +22,24 @@ import hashlib
 from collections.abc import Sequence
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as LostConnection
 from redis.exceptions import NoScriptError
+from redis.exceptions import TimeoutError as LostReply
+
+from storage.redis_client import RedisClient, Rediscovery, node_of
 
 Call = tuple[Sequence[str], Sequence[str | int], "asyncio.Future[Any]"]
 
 
 class ScriptBatcher:
-    def __init__(self, redis: Redis, script: str) -> None:
+    def __init__(self, redis: RedisClient, script: str) -> None:
         self._redis = redis
+        self._rediscovery = Rediscovery(redis)
         self._script = script
         self._sha = hashlib.sha1(script.encode(), usedforsecurity=False).hexdigest()
         self._pending: list[Call] = []
         self._sending: set[asyncio.Task[None]] = set()
-        # Batches sent so far, and calls in them (for tests and metrics).
+        # Round trips (pipelines) sent so far, and calls in them (for tests and metrics).
         self.batches = 0
         self.calls = 0
 
@@ -46,9 +55,14 @@ class ScriptBatcher:
 
     def _flush(self) -> None:
         batch, self._pending = self._pending, []
-        task = asyncio.get_running_loop().create_task(self._send(batch))
-        self._sending.add(task)
-        task.add_done_callback(self._sending.discard)
+        by_node: dict[str, list[Call]] = {}
+        for call in batch:
+            by_node.setdefault(node_of(self._redis, call[0][0]), []).append(call)
+        loop = asyncio.get_running_loop()
+        for calls in by_node.values():
+            task = loop.create_task(self._send(calls))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
 
     async def _send(self, batch: list[Call]) -> None:
         self.batches += 1
@@ -66,10 +80,17 @@ class ScriptBatcher:
                 future.cancel()
             raise
         except Exception as error:  # noqa: BLE001 - handed to every caller, who decides
+            self._rediscovery.after_failure()
             for _, _, future in batch:
                 if not future.done():
                     future.set_exception(error)
             return
+        lost = next((r for r in replies if isinstance(r, LostConnection | LostReply)), None)
+        if lost is not None:
+            # A cluster pipeline hands each call the error of the connection they shared: one
+            # failed round trip, which the breaker counts once (it compares error identity).
+            self._rediscovery.after_failure()
+            replies = [lost if isinstance(r, LostConnection | LostReply) else r for r in replies]
         for (_, _, future), reply in zip(batch, replies, strict=True):
             if future.done():  # the caller gave up (cancelled, timed out)
                 continue
@@ -81,5 +102,10 @@ class ScriptBatcher:
     async def _pipeline(self, batch: list[Call]) -> list[Any]:
         async with self._redis.pipeline(transaction=False) as pipe:
             for keys, args, _ in batch:
-                pipe.evalsha(self._sha, len(keys), *keys, *args)
+                # As a raw command: the cluster pipeline refuses its evalsha() method, though it
+                # routes EVALSHA by its keys like any other keyed command.
+                pipe.execute_command("EVALSHA", self._sha, len(keys), *keys, *args)
             return list(await pipe.execute(raise_on_error=False))
+
+    async def close(self) -> None:
+        await self._rediscovery.close()
