@@ -89,7 +89,9 @@ async def _publish_everything(database: Database, guard: GuardStore) -> None:
         async with database.read() as connection:
             await publish_all(connection, guard)
     except GuardStateUnavailable:
-        log.warning("redis unavailable at start-up; serving from the in-process guard store")
+        log.warning(
+            "redis unavailable; the guard serves from the in-process store until it is seeded"
+        )
 
 
 async def _refuse_unfit(settings: Settings) -> None:

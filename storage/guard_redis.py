@@ -13,12 +13,12 @@ Redis must run with `maxmemory-policy noeviction`: an evicted counter would rese
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from storage.guard_state import Admission, Counter, Outcome, Tally, TenantState, Verdict, Window
 from storage.redis_batch import ScriptBatcher
-from storage.redis_client import RedisClient
+from storage.redis_client import REDIS_FAILURES, RedisClient, Rediscovery, ping
 
 # Fixed windows, all or none: if any counter is at its limit nothing is counted. A counter that
 # somehow lost its expiry (a script aborted between INCR and PEXPIRE) gets one again instead of
@@ -95,8 +95,18 @@ class RedisGuardStore:
     def __init__(self, redis: RedisClient, prefix: str) -> None:
         self._redis = redis
         self._prefix = prefix
-        self._admit = ScriptBatcher(redis, ADMIT)
+        # After a failed pipeline or MULTI a cluster's slot map is read again (a master may have
+        # failed over; redis-py does so itself only after a failed single command). A failover
+        # may have lost the last writes a master took (replication is asynchronous):
+        # `on_failover` re-seeds the state from the database.
+        self.on_failover: Callable[[], None] | None = None
+        self._rediscovery = Rediscovery(redis, on_change=self._failed_over)
+        self._admit = ScriptBatcher(redis, ADMIT, self._rediscovery)
         self._hit = redis.register_script(HIT)
+
+    def _failed_over(self) -> None:
+        if self.on_failover is not None:
+            self.on_failover()
 
     def _key(self, tag: str, *parts: str) -> str:
         return ":".join((self._prefix, "{" + tag + "}", *parts))
@@ -142,10 +152,14 @@ class RedisGuardStore:
         }
         for subject, window in state.overrides.items():
             mapping[f"o:{subject}"] = f"{window.limit} {window.seconds}"
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.delete(key)
-            pipe.hset(key, mapping=mapping)
-            await pipe.execute()
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.delete(key)
+                pipe.hset(key, mapping=mapping)
+                await pipe.execute()
+        except REDIS_FAILURES:
+            self._rediscovery.after_failure()
+            raise
 
     async def revoke_token(self, tag: str, jti: str, ttl_seconds: int) -> None:
         await self._redis.set(self._key(tag, "jti", jti), 1, ex=max(ttl_seconds, 1))
@@ -156,10 +170,10 @@ class RedisGuardStore:
         await self._redis.set(self._key(tag, "rev", subject), revision, ex=max(ttl_seconds, 1))
 
     async def ping(self) -> None:
-        await self._redis.ping()
+        await ping(self._redis)
 
     async def close(self) -> None:
-        await self._admit.close()
+        await self._rediscovery.close()
         await self._redis.aclose()
 
 

@@ -8,6 +8,7 @@ connection class caps the graceful close (asyncpg's `connection_class` hook).
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import asyncpg
@@ -28,8 +29,23 @@ def connect_args(settings: Settings) -> dict[str, Any]:
     """For the engine: its writes are the audited ones, which queue on their chain's lock, and a
     wait in that queue is not an outage, so they get the lock allowance (the data path's
     single statements keep TENANTGATE_DATABASE_TIMEOUT)."""
-    return {
+    arguments: dict[str, Any] = {
         "timeout": settings.database_connect_timeout,
         "command_timeout": max(settings.database_timeout, settings.database_busy_timeout),
         "connection_class": QuickClosingConnection,
+    }
+    if not settings.database_prepared_statements:
+        arguments.update(without_named_statements())
+    return arguments
+
+
+def without_named_statements() -> dict[str, Any]:
+    """For a pooler in transaction mode: no statement cache in asyncpg or SQLAlchemy. SQLAlchemy
+    still prepares each statement to learn its result columns; a unique name keeps those from
+    colliding with another client's on a shared server connection (SQLAlchemy's advice for
+    PgBouncer), and with no cache asyncpg runs the statement itself unnamed."""
+    return {
+        "statement_cache_size": 0,
+        "prepared_statement_cache_size": 0,
+        "prepared_statement_name_func": lambda: f"__asyncpg_{uuid.uuid4().hex}__",
     }

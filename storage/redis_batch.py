@@ -26,15 +26,17 @@ from redis.exceptions import ConnectionError as LostConnection
 from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as LostReply
 
-from storage.redis_client import RedisClient, Rediscovery, node_of
+from storage.redis_client import RedisClient, Rediscovery, load_script, node_of
 
 Call = tuple[Sequence[str], Sequence[str | int], "asyncio.Future[Any]"]
 
 
 class ScriptBatcher:
-    def __init__(self, redis: RedisClient, script: str) -> None:
+    def __init__(
+        self, redis: RedisClient, script: str, rediscovery: Rediscovery | None = None
+    ) -> None:
         self._redis = redis
-        self._rediscovery = Rediscovery(redis)
+        self._rediscovery = rediscovery or Rediscovery(redis)
         self._script = script
         self._sha = hashlib.sha1(script.encode(), usedforsecurity=False).hexdigest()
         self._pending: list[Call] = []
@@ -59,19 +61,19 @@ class ScriptBatcher:
         for call in batch:
             by_node.setdefault(node_of(self._redis, call[0][0]), []).append(call)
         loop = asyncio.get_running_loop()
-        for calls in by_node.values():
-            task = loop.create_task(self._send(calls))
+        for node, calls in by_node.items():
+            task = loop.create_task(self._send(calls, node))
             self._sending.add(task)
             task.add_done_callback(self._sending.discard)
 
-    async def _send(self, batch: list[Call]) -> None:
+    async def _send(self, batch: list[Call], node: str) -> None:
         self.batches += 1
         self.calls += len(batch)
         try:
             replies = await self._pipeline(batch)
             missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
             if missing:
-                await self._redis.script_load(self._script)
+                await load_script(self._redis, self._script, node)
                 retried = await self._pipeline([batch[i] for i in missing])
                 for index, reply in zip(missing, retried, strict=True):
                     replies[index] = reply

@@ -19,6 +19,7 @@ import contextlib
 import logging
 import random
 import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -50,6 +51,9 @@ def create_redis(settings: Settings) -> RedisClient:
         return RedisCluster.from_url(
             settings.redis_url,
             max_connections=MAX_CONNECTIONS,  # per node
+            # A slot map with a hole (a master failed, no replica promoted yet) still serves
+            # the other slots.
+            require_full_coverage=False,
             socket_timeout=settings.redis_timeout,
             socket_connect_timeout=settings.redis_timeout,
             retry=Retry(NoBackoff(), 0),
@@ -79,20 +83,36 @@ def node_of(client: RedisClient, key: str) -> str:
     return node.name if node is not None else ""
 
 
+async def load_script(client: RedisClient, script: str, node: str) -> None:
+    """SCRIPT LOAD where it was missing: on one Redis, or on the cluster node `node` (a node
+    that answered NOSCRIPT, e.g. a replica just promoted), not on every master, some of which
+    may be out of reach."""
+    target = client.get_node(node_name=node) if isinstance(client, RedisCluster) and node else None
+    if target is not None:
+        await client.execute_command("SCRIPT LOAD", script, target_nodes=target)
+    else:
+        await client.script_load(script)
+
+
 class Rediscovery:
-    """Re-reads a cluster's slot map after a failed call, at most every REDISCOVER_INTERVAL.
+    """Re-reads a cluster's slot map after a failed call, at most every REDISCOVER_INTERVAL,
+    and says when the set of masters changed (a failover: `on_change`).
 
     redis-py re-reads it after a failed single command, but not after a failed pipeline: the
     pipelined admissions would keep going to a dead master after its replica took over."""
 
-    def __init__(self, client: RedisClient) -> None:
+    def __init__(self, client: RedisClient, on_change: Callable[[], None] | None = None) -> None:
         self._client = client
+        self._on_change = on_change
         self._task: asyncio.Task[None] | None = None
         self._last = 0.0
+        self._masters: frozenset[str] = frozenset()  # as last seen by this object
 
     def after_failure(self) -> None:
         if not isinstance(self._client, RedisCluster):
             return
+        if not self._masters:
+            self._masters = _masters(self._client)  # the map the failed call went by
         if self._task is not None and not self._task.done():
             return
         if time.monotonic() - self._last < REDISCOVER_INTERVAL:
@@ -100,16 +120,38 @@ class Rediscovery:
         self._last = time.monotonic()
         self._task = asyncio.get_running_loop().create_task(self._refresh(self._client))
 
-    @staticmethod
-    async def _refresh(client: RedisCluster) -> None:
+    async def _refresh(self, client: RedisCluster) -> None:
         with contextlib.suppress(*REDIS_FAILURES):
             await client.nodes_manager.initialize()
+        masters = _masters(client)
+        if self._masters and masters and masters != self._masters:
+            log.warning("redis cluster: the masters changed (a failover)")
+            if self._on_change is not None:
+                self._on_change()
+        if masters:
+            self._masters = masters
 
     async def close(self) -> None:
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+
+
+def _masters(client: RedisCluster) -> frozenset[str]:
+    return frozenset(node.name for node in client.get_primaries())
+
+
+async def ping(client: RedisClient) -> None:
+    """One Redis answers; or every master of a cluster, after reading its slot map again (a
+    master that failed over shows in the map only once it is read again). The breaker's probe
+    and /ready: recovery must not be declared while some master is out of reach."""
+    if isinstance(client, RedisCluster):
+        await client.initialize()
+        await client.nodes_manager.initialize()
+        await client.ping(target_nodes=RedisCluster.PRIMARIES)
+    else:
+        await client.ping()
 
 
 async def subscriber_url(settings: Settings, client: RedisClient) -> str:

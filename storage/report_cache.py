@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from config.settings import Settings
-from storage.redis_client import REDIS_FAILURES, RedisClient, create_redis
+from storage.redis_client import REDIS_FAILURES, RedisClient, create_redis, ping
 
 log = logging.getLogger("tenantgate.reports")
 
@@ -194,7 +194,7 @@ class RedisReportCache:
         while self._broken:
             await asyncio.sleep(self._cooldown)
             try:
-                await self._redis.ping()
+                await ping(self._redis)
                 for tenant in sorted(self._owed):
                     await self._bump(tenant)
                     self._owed.discard(tenant)

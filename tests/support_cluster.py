@@ -70,6 +70,8 @@ class ClusterProcesses:
                     "--cluster-enabled", "yes",
                     "--cluster-config-file", "nodes.conf",
                     "--cluster-node-timeout", str(self.node_timeout_ms),
+                    # As docs/operations.md advises: the other masters serve while one fails.
+                    "--cluster-require-full-coverage", "no",
                     "--save", "",
                     "--appendonly", "no",
                     "--dir", str(node.directory),
