@@ -8,7 +8,6 @@ connection class caps the graceful close (asyncpg's `connection_class` hook).
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import asyncpg
@@ -40,12 +39,17 @@ def connect_args(settings: Settings) -> dict[str, Any]:
 
 
 def without_named_statements() -> dict[str, Any]:
-    """For a pooler in transaction mode: no statement cache in asyncpg or SQLAlchemy. SQLAlchemy
-    still prepares each statement to learn its result columns; a unique name keeps those from
-    colliding with another client's on a shared server connection (SQLAlchemy's advice for
-    PgBouncer), and with no cache asyncpg runs the statement itself unnamed."""
+    """For a pooler in transaction mode: no statement cache in asyncpg or SQLAlchemy, and the
+    statements SQLAlchemy prepares (to learn their result columns) unnamed. asyncpg parses an
+    unnamed statement again in the same message as its run when its cache is off, so it never
+    relies on finding it on the server connection; and the next one replaces it there, so none
+    piles up (named ones, even with unique names, would stay on the server connection)."""
     return {
         "statement_cache_size": 0,
         "prepared_statement_cache_size": 0,
-        "prepared_statement_name_func": lambda: f"__asyncpg_{uuid.uuid4().hex}__",
+        "prepared_statement_name_func": _unnamed,
     }
+
+
+def _unnamed() -> str:
+    return ""
