@@ -94,7 +94,12 @@ class Subscriber:
         )
         pubsub = connection.pubsub(ignore_subscribe_messages=True)
         try:
-            await pubsub.subscribe(self._control, *sorted(self._handlers))
+            subscribed = set(self._handlers)
+            await pubsub.subscribe(self._control, *sorted(subscribed))
+            # Channels followed while SUBSCRIBE was on its way (follow() saw no connection).
+            while missing := set(self._handlers) - subscribed:
+                subscribed |= missing
+                await pubsub.subscribe(*sorted(missing))
         except BaseException:
             await _close(connection, pubsub)
             raise
