@@ -32,11 +32,10 @@ Call = tuple[Sequence[str], Sequence[str | int], "asyncio.Future[Any]"]
 
 
 class ScriptBatcher:
-    def __init__(
-        self, redis: RedisClient, script: str, rediscovery: Rediscovery | None = None
-    ) -> None:
+    def __init__(self, redis: RedisClient, script: str, rediscovery: Rediscovery) -> None:
+        """`rediscovery` is told of failed round trips (its owner closes it)."""
         self._redis = redis
-        self._rediscovery = rediscovery or Rediscovery(redis)
+        self._rediscovery = rediscovery
         self._script = script
         self._sha = hashlib.sha1(script.encode(), usedforsecurity=False).hexdigest()
         self._pending: list[Call] = []
@@ -108,6 +107,3 @@ class ScriptBatcher:
                 # routes EVALSHA by its keys like any other keyed command.
                 pipe.execute_command("EVALSHA", self._sha, len(keys), *keys, *args)
             return list(await pipe.execute(raise_on_error=False))
-
-    async def close(self) -> None:
-        await self._rediscovery.close()
