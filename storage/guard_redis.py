@@ -13,7 +13,7 @@ Redis must run with `maxmemory-policy noeviction`: an evicted counter would rese
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from storage.guard_state import Admission, Counter, Outcome, Tally, TenantState, Verdict, Window
@@ -95,10 +95,11 @@ class RedisGuardStore:
     def __init__(self, redis: RedisClient, prefix: str) -> None:
         self._redis = redis
         self._prefix = prefix
-        # After a failed pipeline or MULTI a cluster's slot map is read again (a master may have
-        # failed over; redis-py does so itself only after a failed single command). A failover
-        # may have lost the last writes a master took (replication is asynchronous):
-        # `on_failover` re-seeds the state from the database.
+        # After any failed call a cluster's slot map is read again (a master may have failed
+        # over; redis-py does so itself only after a failed single command, not a pipeline or
+        # MULTI), and compared with the map of the last write that succeeded. A failover may
+        # have lost the last writes a master took (replication is asynchronous): `on_failover`
+        # re-seeds the state from the database.
         self.on_failover: Callable[[], None] | None = None
         self._rediscovery = Rediscovery(redis, on_change=self._failed_over)
         self._admit = ScriptBatcher(redis, ADMIT, self._rediscovery)
@@ -133,7 +134,11 @@ class RedisGuardStore:
         args: list[int] = []
         for _, window in windows:
             args += [window.limit, window.seconds]
-        reply: list[Any] = await self._hit(keys=keys, args=args)
+        try:
+            reply: list[Any] = await self._hit(keys=keys, args=args)
+        except REDIS_FAILURES:
+            self._rediscovery.after_failure()
+            raise
         values = [int(v) for v in reply]
         counters = tuple(
             _counter(window.limit, values[1 + 2 * i], values[2 + 2 * i], window.seconds)
@@ -152,22 +157,28 @@ class RedisGuardStore:
         }
         for subject, window in state.overrides.items():
             mapping[f"o:{subject}"] = f"{window.limit} {window.seconds}"
-        try:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.delete(key)
-                pipe.hset(key, mapping=mapping)
-                await pipe.execute()
-        except REDIS_FAILURES:
-            self._rediscovery.after_failure()
-            raise
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.delete(key)
+            pipe.hset(key, mapping=mapping)
+            await self._written(pipe.execute())
 
     async def revoke_token(self, tag: str, jti: str, ttl_seconds: int) -> None:
-        await self._redis.set(self._key(tag, "jti", jti), 1, ex=max(ttl_seconds, 1))
+        key = self._key(tag, "jti", jti)
+        await self._written(self._redis.set(key, 1, ex=max(ttl_seconds, 1)))
 
     async def set_subject_revision(
         self, tag: str, subject: str, revision: int, ttl_seconds: int
     ) -> None:
-        await self._redis.set(self._key(tag, "rev", subject), revision, ex=max(ttl_seconds, 1))
+        key = self._key(tag, "rev", subject)
+        await self._written(self._redis.set(key, revision, ex=max(ttl_seconds, 1)))
+
+    async def _written(self, write: Awaitable[object]) -> None:
+        try:
+            await write
+        except REDIS_FAILURES:
+            self._rediscovery.after_failure()
+            raise
+        self._rediscovery.remember()
 
     async def ping(self) -> None:
         await ping(self._redis)

@@ -108,6 +108,11 @@ class Rediscovery:
         self._last = 0.0
         self._masters: frozenset[str] = frozenset()  # as last seen by this object
 
+    def remember(self) -> None:
+        """A write succeeded: the masters as of now are the ones a failover would replace."""
+        if isinstance(self._client, RedisCluster) and (masters := _masters(self._client)):
+            self._masters = masters
+
     def after_failure(self) -> None:
         if not isinstance(self._client, RedisCluster):
             return
