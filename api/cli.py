@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import secrets
@@ -15,6 +16,7 @@ from api.serving import ServeOptions, refusals
 from api.serving import serve as run_server
 from auth.keys import (
     active_key_created_at,
+    announce_rotation,
     has_active_key,
     lock_key_table,
     rotate,
@@ -29,6 +31,7 @@ from storage import accounts
 from storage.database import Database
 from storage.errors import NotFound
 from storage.migrate import upgrade
+from storage.redis_client import mode_problem
 
 app = typer.Typer(help="tenantgate: authenticated multi-tenant API platform", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema", no_args_is_help=True)
@@ -78,6 +81,9 @@ def serve(
     settings = _settings()
     production = settings.env is Environment.PRODUCTION
     problems = refusals(settings, has_signing_key=not production or _has_signing_key())
+    redis_mode = asyncio.run(mode_problem(settings))
+    if redis_mode is not None:
+        problems.append(redis_mode)
     for problem in problems:
         typer.echo(f"refused: {problem}", err=True)
     if problems:
@@ -282,7 +288,13 @@ def keys_rotate(
             "(workers may still sign with it, or its tokens may still be valid); --force "
             "rotates anyway"
         )
-    _output({"kid": kid}, as_json, f"active signing key: {kid}")
+    announced = asyncio.run(announce_rotation(settings, str(kid)))
+    reach = (
+        "every worker re-reads the keys now"
+        if announced
+        else f"workers pick it up within {settings.key_refresh_interval:g} s"
+    )
+    _output({"kid": kid, "announced": announced}, as_json, f"active signing key: {kid} ({reach})")
 
 
 clients_app = typer.Typer(help="OAuth2 clients of a tenant (integrators)", no_args_is_help=True)

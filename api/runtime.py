@@ -26,7 +26,8 @@ from storage.guard_failover import FailoverGuardStore
 from storage.guard_memory import MemoryGuardStore
 from storage.guard_redis import RedisGuardStore
 from storage.guard_state import GuardStore
-from storage.redis_client import create_redis
+from storage.redis_client import create_redis, mode_problem
+from storage.redis_pubsub import Subscriber
 from storage.report_cache import open_report_cache
 
 log = logging.getLogger("tenantgate")
@@ -51,7 +52,9 @@ def _guard_store(settings: Settings) -> GuardStore:
     )
 
 
-def _audit_feed(settings: Settings, database: Database, app: FastAPI) -> AuditFeed:
+def _audit_feed(
+    settings: Settings, database: Database, app: FastAPI, subscriber: Subscriber | None
+) -> AuditFeed:
     """Live audit events for the streams of this worker; through Redis to the other workers."""
     metrics = getattr(app.state, "metrics", None)
     feed = AuditFeed(
@@ -59,8 +62,8 @@ def _audit_feed(settings: Settings, database: Database, app: FastAPI) -> AuditFe
         capacity=settings.audit_stream_buffer,
         observe=metrics.audit_fanout if isinstance(metrics, Metrics) else None,
     )
-    if settings.redis_url is not None:
-        feed.transport = RedisFanout(settings, feed.deliver)
+    if subscriber is not None:
+        feed.transport = RedisFanout(settings, subscriber, feed.deliver)
     return feed
 
 
@@ -86,26 +89,40 @@ async def _publish_everything(database: Database, guard: GuardStore) -> None:
         async with database.read() as connection:
             await publish_all(connection, guard)
     except GuardStateUnavailable:
-        log.warning("redis unavailable at start-up; serving from the in-process guard store")
+        log.warning(
+            "redis unavailable; the guard serves from the in-process store until it is seeded"
+        )
+
+
+async def _refuse_unfit(settings: Settings) -> None:
+    """Production defaults, and a Redis whose cluster mode contradicts the setting."""
+    problems = settings.production_problems() if settings.env is Environment.PRODUCTION else []
+    redis_mode = await mode_problem(settings)
+    if redis_mode is not None:
+        problems.append(redis_mode)
+    if problems:
+        raise StartupRefused("; ".join(problems))
 
 
 def lifespan(settings: Settings):  # type: ignore[no-untyped-def]
     @asynccontextmanager
     async def run(app: FastAPI) -> AsyncIterator[None]:
-        if settings.env is Environment.PRODUCTION:
-            problems = settings.production_problems()
-            if problems:
-                raise StartupRefused("; ".join(problems))
+        await _refuse_unfit(settings)
         database = Database(settings)
         passwords = Passwords(settings)
         guard = _guard_store(settings)
         reports = open_report_cache(settings)
-        feed = _audit_feed(settings, database, app)
+        # One pub/sub connection per worker: audit fan-out and key rotation announcements.
+        subscriber = Subscriber(settings) if settings.redis_url is not None else None
+        feed = _audit_feed(settings, database, app, subscriber)
+        keyring: KeyRing | None = None
         try:
             await database.driver.start()
             await _ensure_signing_key(settings, database)
             keyring = KeyRing(database, refresh_interval=settings.key_refresh_interval)
             await keyring.load()
+            if subscriber is not None:
+                await keyring.follow_rotations(subscriber, settings.redis_prefix)
             await _publish_everything(database, guard)
             if isinstance(guard, FailoverGuardStore):
                 guard.on_recovery = lambda: _publish_everything(database, guard)
@@ -134,6 +151,10 @@ def lifespan(settings: Settings):  # type: ignore[no-untyped-def]
                     await refresher
         finally:
             database.on_commit = None
+            if subscriber is not None:
+                await subscriber.close()
+            if keyring is not None:
+                await keyring.close()
             await feed.close()
             await reports.close()
             await guard.close()

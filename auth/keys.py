@@ -1,9 +1,16 @@
-"""Signing keys: kid -> (key, algorithm), the JWKS document, rotation. Keys live in the database."""
+"""Signing keys: kid -> (key, algorithm), the JWKS document, rotation. Keys live in the database.
+
+A rotation is announced on the Redis channel `<prefix>:keys`; every worker follows it and
+re-reads the key table at once, so all of them sign with the new key within a second. Without
+Redis (or while it fails) each worker re-reads the table every KEY_REFRESH_INTERVAL seconds,
+and after its pub/sub connection comes back (announcements made meanwhile are lost).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import json
 import logging
@@ -18,8 +25,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from config.settings import SigningAlgorithm
+from config.settings import Settings, SigningAlgorithm
 from storage.database import Database
+from storage.redis_client import REDIS_FAILURES, create_redis
+from storage.redis_pubsub import Subscriber
 from storage.tables import signing_keys, utcnow
 
 log = logging.getLogger("tenantgate.keys")
@@ -89,6 +98,8 @@ class KeyRing:
         self._jwks: dict[str, Any] = {"keys": []}
         self._loaded_at = 0.0
         self._parsed: dict[str, PrivateKey] = {}
+        self._reloading: asyncio.Task[None] | None = None
+        self._reload_again = False
 
     @property
     def signing_key(self) -> SigningKey:
@@ -126,6 +137,36 @@ class KeyRing:
             except Exception as error:  # noqa: BLE001 - keep the last good keys, try again
                 log.warning("could not refresh signing keys: %s", type(error).__name__)
 
+    async def follow_rotations(self, subscriber: Subscriber, prefix: str) -> None:
+        """Re-read the key table when a rotation is announced, and whenever the pub/sub
+        connection is (re)made: announcements are lost while it is down."""
+        subscriber.on_connect(self.reload_soon)
+        await subscriber.follow(rotation_channel(prefix), lambda _message: self.reload_soon())
+
+    def reload_soon(self) -> None:
+        """Re-read the key table in the background; announcements arriving meanwhile make one
+        more read, so the last rotation is always seen."""
+        if self._reloading is not None and not self._reloading.done():
+            self._reload_again = True
+            return
+        self._reloading = asyncio.get_running_loop().create_task(self._reload(), name="keys")
+
+    async def _reload(self) -> None:
+        while True:
+            self._reload_again = False
+            try:
+                await self.load()
+            except Exception as error:  # noqa: BLE001 - keep the last good keys
+                log.warning("could not re-read signing keys: %s", type(error).__name__)
+            if not self._reload_again:
+                return
+
+    async def close(self) -> None:
+        if self._reloading is not None:
+            self._reloading.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reloading
+
     async def load(self) -> None:
         async with self._database.read() as connection:
             rows = (
@@ -148,6 +189,26 @@ class KeyRing:
         self._parsed = parsed
         self._jwks = {"keys": [dict(row.public_jwk) for row in rows]}
         self._loaded_at = time.monotonic()
+
+
+def rotation_channel(prefix: str) -> str:
+    return f"{prefix}:keys"
+
+
+async def announce_rotation(settings: Settings, kid: str) -> bool:
+    """Tell every worker to re-read the key table now; False when Redis is not configured or
+    did not take it (workers then see the rotation within KEY_REFRESH_INTERVAL)."""
+    if settings.redis_url is None:
+        return False
+    client = create_redis(settings)
+    try:
+        await client.publish(rotation_channel(settings.redis_prefix), kid)
+    except REDIS_FAILURES as error:
+        log.warning("could not announce the rotation: %s", type(error).__name__)
+        return False
+    finally:
+        await client.aclose()
+    return True
 
 
 def _parse_private(pem: str) -> PrivateKey:

@@ -59,7 +59,13 @@ class Settings(BaseSettings):
     database_timeout: float = Field(default=2.0, gt=0)
     database_pool_timeout: float = Field(default=10.0, gt=0)
     database_busy_timeout: float = Field(default=10.0, gt=0)
+    # Named prepared statements kept per connection (asyncpg's statement cache); off behind a
+    # pooler in transaction mode (PgBouncer before 1.21), where a connection changes per
+    # transaction and a named statement may not exist on the next one.
+    database_prepared_statements: bool = True
     redis_url: str | None = None
+    # A Redis Cluster (the URL names any node of it): keys go to their slot's master.
+    redis_cluster: bool = False
     redis_prefix: str = "tg"
     redis_timeout: float = Field(default=1.0, gt=0)
     # Rate limits: seconds between probes of a failed Redis; plan limits overriding or adding to

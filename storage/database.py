@@ -98,6 +98,7 @@ class Database:
             timeout=settings.database_timeout,
             pool_timeout=settings.database_pool_timeout,
             busy_timeout=settings.database_busy_timeout,
+            prepared_statements=settings.database_prepared_statements,
         )
         # Told what each committed write() noted (storage/commit_hooks.py): the audit feed.
         self.on_commit: Callable[[list[object]], None] | None = None

@@ -50,6 +50,7 @@ def open_driver(
     timeout: float = 30.0,
     pool_timeout: float = 30.0,
     busy_timeout: float = 30.0,
+    prepared_statements: bool = True,
 ) -> Driver:
     """Every wait bounded: opening a connection, a statement, a pooled connection (PostgreSQL),
     the write lock (SQLite); past them the database is unavailable (a 503)."""
@@ -65,4 +66,5 @@ def open_driver(
         connect_timeout=connect_timeout,
         timeout=timeout,
         pool_timeout=pool_timeout,
+        prepared_statements=prepared_statements,
     )

@@ -4,6 +4,10 @@ asyncpg prepares each statement once per connection and keeps it (its statement 
 hot statement is parsed and planned once, then only bound and executed. Connections are handed
 back without asyncpg's default reset query (`RESET ALL`, `UNLISTEN *`, ...: one more round trip
 per use): the data path never changes session state; an open transaction is still rolled back.
+
+With `prepared_statements` off (TENANTGATE_DATABASE_PREPARED_STATEMENTS=false, for PgBouncer in
+transaction pooling mode, where consecutive statements may run on different server connections)
+asyncpg keeps no statement: each one is parsed again, as an unnamed statement, on every run.
 """
 
 from __future__ import annotations
@@ -52,8 +56,11 @@ class PostgresDriver:
         connect_timeout: float,
         timeout: float,
         pool_timeout: float,
+        prepared_statements: bool = True,
     ) -> None:
         self._connect_timeout = connect_timeout
+        # asyncpg's default cache holds 100 statements per connection; 0 turns it off.
+        self._statement_cache_size = 100 if prepared_statements else 0
         self._pool_timeout = pool_timeout
         self._timeout = timeout
         self.dialect: sa.Dialect = PGDialect_asyncpg()  # type: ignore[no-untyped-call]
@@ -79,6 +86,7 @@ class PostgresDriver:
                     reset=_keep_session,
                     timeout=self._connect_timeout,
                     command_timeout=self._timeout,
+                    statement_cache_size=self._statement_cache_size,
                 )
             return self._pool
 

@@ -25,16 +25,13 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from enum import Enum
 
-from redis.exceptions import RedisError
-
 from storage.breaker import FailureRate
 from storage.guard_memory import MemoryGuardStore, hit_key, principal_key, tenant_key
 from storage.guard_redis import RedisGuardStore
 from storage.guard_state import Admission, Tally, TenantState, Verdict, Window
+from storage.redis_client import REDIS_FAILURES
 
 log = logging.getLogger("tenantgate.guard")
-
-REDIS_FAILURES = (RedisError, OSError, TimeoutError)
 
 
 class StateStoreUnavailable(Exception):
@@ -77,6 +74,8 @@ class FailoverGuardStore:
         self._last_error: BaseException | None = None
         self._on_transition = on_transition
         self._probe: asyncio.Task[None] | None = None
+        self._reseeding: asyncio.Task[None] | None = None
+        primary.on_failover = self._reseed_soon
 
     @property
     def degraded(self) -> bool:
@@ -176,6 +175,21 @@ class FailoverGuardStore:
                 if self._on_transition:
                     self._on_transition(False)
 
+    def _reseed_soon(self) -> None:
+        """A cluster master failed over while the breaker stayed closed (the other masters
+        answered): what it had not passed to its replica is lost, so seed Redis again from the
+        database (revocations, cut-offs, tenant states), in the background."""
+        if self.on_recovery is None or (self._reseeding and not self._reseeding.done()):
+            return
+        self._reseeding = asyncio.get_running_loop().create_task(self._reseed(self.on_recovery))
+
+    @staticmethod
+    async def _reseed(seed: Callable[[], Awaitable[None]]) -> None:
+        try:
+            await seed()
+        except Exception as error:  # noqa: BLE001 - the next failover or recovery tries again
+            log.warning("re-seeding redis after a failover failed (%s)", type(error).__name__)
+
     async def _write(
         self, primary: Callable[[], Awaitable[None]], fallback: Callable[[], Awaitable[None]]
     ) -> None:
@@ -215,8 +229,9 @@ class FailoverGuardStore:
         await self.primary.ping()
 
     async def close(self) -> None:
-        if self._probe is not None:
-            self._probe.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._probe
+        for task in (self._probe, self._reseeding):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self.primary.close()

@@ -1,25 +1,28 @@
 """Redis GuardStore: one Lua script call per guarded request, exact across processes.
 
-Admissions are pipelined on a connection of their own (storage/redis_wire.py): the calls of one
-event-loop turn share a write and a round trip (storage/redis_batch.py).
+Admissions are pipelined: on one Redis over a connection of their own (storage/redis_wire.py),
+where the calls of one event-loop turn share a write and a round trip; on a cluster through
+redis-py's cluster pipelines, one per node (storage/redis_batch.py).
 
-Keys are `<prefix>:{<tag>}:<kind>:...`; every key of one call shares the hash tag `{<tag>}`, so the
-scripts also run on Redis Cluster. Kinds: `tenant` (hash: status, plan windows, per-client
-overrides), `jti:<jti>` (revoked token), `rev:<subject>` (revision cut-off), `rl:p:<subject>` and
-`rl:t` (the two admission counters), `rl:<name>` (counters of `hit`, e.g. the login limiter).
+Keys are `<prefix>:{<tag>}:<kind>:...`; every key of one call shares the hash tag `{<tag>}`, so on
+a Redis Cluster each script call runs in one slot, on the master that holds the tenant. Kinds:
+`tenant` (hash: status, plan windows, per-client overrides), `jti:<jti>` (revoked token),
+`rev:<subject>` (revision cut-off), `rl:p:<subject>` and `rl:t` (the two admission counters),
+`rl:<name>` (counters of `hit`, e.g. the login limiter).
 Redis must run with `maxmemory-policy noeviction`: an evicted counter would reset a limit.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from storage.guard_state import Admission, Counter, Outcome, Tally, TenantState, Verdict, Window
 from storage.redis_batch import ScriptBatcher
-from storage.redis_wire import RedisWire
+from storage.redis_client import REDIS_FAILURES, RedisClient, Rediscovery, ping
+from storage.redis_wire import RedisWire, WireScript
 
 # Fixed windows, all or none: if any counter is at its limit nothing is counted. A counter that
 # somehow lost its expiry (a script aborted between INCR and PEXPIRE) gets one again instead of
@@ -93,12 +96,29 @@ return count(KEYS, 1, limits, windows)
 
 
 class RedisGuardStore:
-    def __init__(self, redis: Redis, prefix: str) -> None:
+    def __init__(self, redis: RedisClient, prefix: str) -> None:
         self._redis = redis
         self._prefix = prefix
-        self._wire = RedisWire(redis)
-        self._admit = ScriptBatcher(self._wire, ADMIT)
+        # After any failed call a cluster's slot map is read again (a master may have failed
+        # over; redis-py does so itself only after a failed single command, not a pipeline or
+        # MULTI), and compared with the map of the last write that succeeded. A failover may
+        # have lost the last writes a master took (replication is asynchronous): `on_failover`
+        # re-seeds the state from the database.
+        self.on_failover: Callable[[], None] | None = None
+        self._rediscovery = Rediscovery(redis, on_change=self._failed_over)
+        # Admissions: the pipelined wire on one Redis; per-node pipelines on a cluster.
+        self._wire: RedisWire | None = None
+        self._admit: Callable[[Sequence[str], Sequence[str | int]], Awaitable[Any]]
+        if isinstance(redis, RedisCluster):
+            self._admit = ScriptBatcher(redis, ADMIT, self._rediscovery)
+        else:
+            self._wire = RedisWire(redis)
+            self._admit = WireScript(self._wire, ADMIT)
         self._hit = redis.register_script(HIT)
+
+    def _failed_over(self) -> None:
+        if self.on_failover is not None:
+            self.on_failover()
 
     def _key(self, tag: str, *parts: str) -> str:
         return ":".join((self._prefix, "{" + tag + "}", *parts))
@@ -125,7 +145,11 @@ class RedisGuardStore:
         args: list[int] = []
         for _, window in windows:
             args += [window.limit, window.seconds]
-        reply: list[Any] = await self._hit(keys=keys, args=args)
+        try:
+            reply: list[Any] = await self._hit(keys=keys, args=args)
+        except REDIS_FAILURES:
+            self._rediscovery.after_failure()
+            raise
         values = [int(v) for v in reply]
         counters = tuple(
             _counter(window.limit, values[1 + 2 * i], values[2 + 2 * i], window.seconds)
@@ -147,21 +171,33 @@ class RedisGuardStore:
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.delete(key)
             pipe.hset(key, mapping=mapping)
-            await pipe.execute()
+            await self._written(pipe.execute())
 
     async def revoke_token(self, tag: str, jti: str, ttl_seconds: int) -> None:
-        await self._redis.set(self._key(tag, "jti", jti), 1, ex=max(ttl_seconds, 1))
+        key = self._key(tag, "jti", jti)
+        await self._written(self._redis.set(key, 1, ex=max(ttl_seconds, 1)))
 
     async def set_subject_revision(
         self, tag: str, subject: str, revision: int, ttl_seconds: int
     ) -> None:
-        await self._redis.set(self._key(tag, "rev", subject), revision, ex=max(ttl_seconds, 1))
+        key = self._key(tag, "rev", subject)
+        await self._written(self._redis.set(key, revision, ex=max(ttl_seconds, 1)))
+
+    async def _written(self, write: Awaitable[object]) -> None:
+        try:
+            await write
+        except REDIS_FAILURES:
+            self._rediscovery.after_failure()
+            raise
+        self._rediscovery.remember()
 
     async def ping(self) -> None:
-        await self._redis.ping()
+        await ping(self._redis)
 
     async def close(self) -> None:
-        self._wire.close()
+        if self._wire is not None:
+            self._wire.close()
+        await self._rediscovery.close()
         await self._redis.aclose()
 
 

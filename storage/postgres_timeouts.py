@@ -36,8 +36,28 @@ def connect_args(settings: Settings) -> dict[str, Any]:
     """For the engine: its writes are the audited ones, which queue on their chain's lock, and a
     wait in that queue is not an outage, so they get the lock allowance (the data path's
     single statements keep TENANTGATE_DATABASE_TIMEOUT)."""
-    return {
+    arguments: dict[str, Any] = {
         "timeout": settings.database_connect_timeout,
         "command_timeout": max(settings.database_timeout, settings.database_busy_timeout),
         "connection_class": QuickClosingConnection,
     }
+    if not settings.database_prepared_statements:
+        arguments.update(without_named_statements())
+    return arguments
+
+
+def without_named_statements() -> dict[str, Any]:
+    """For a pooler in transaction mode: no statement cache in asyncpg or SQLAlchemy, and the
+    statements SQLAlchemy prepares (to learn their result columns) unnamed. asyncpg parses an
+    unnamed statement again in the same message as its run when its cache is off, so it never
+    relies on finding it on the server connection; and the next one replaces it there, so none
+    piles up (named ones, even with unique names, would stay on the server connection)."""
+    return {
+        "statement_cache_size": 0,
+        "prepared_statement_cache_size": 0,
+        "prepared_statement_name_func": _unnamed,
+    }
+
+
+def _unnamed() -> str:
+    return ""

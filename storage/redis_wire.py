@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import hashlib
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 import hiredis
@@ -202,3 +203,19 @@ class RedisWire:
         if self._wire is not None:
             self._wire.close()
             self._wire = None
+
+
+class WireScript:
+    """Calls of one Lua script on the wire: EVALSHA, or EVAL for a call that met a Redis that
+    forgot the script (restart, SCRIPT FLUSH); EVAL runs it and caches it for the calls after."""
+
+    def __init__(self, wire: RedisWire, script: str) -> None:
+        self._wire = wire
+        self._script = script
+        self._sha = hashlib.sha1(script.encode(), usedforsecurity=False).hexdigest()
+
+    async def __call__(self, keys: Sequence[str], args: Sequence[str | int]) -> Any:
+        try:
+            return await self._wire.call("EVALSHA", self._sha, len(keys), *keys, *args)
+        except redis_errors.NoScriptError:
+            return await self._wire.call("EVAL", self._script, len(keys), *keys, *args)

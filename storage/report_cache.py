@@ -22,11 +22,8 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
-from redis.asyncio import Redis
-
 from config.settings import Settings
-from storage.guard_failover import REDIS_FAILURES
-from storage.redis_client import create_redis
+from storage.redis_client import REDIS_FAILURES, RedisClient, create_redis, ping
 
 log = logging.getLogger("tenantgate.reports")
 
@@ -125,7 +122,7 @@ class MemoryReportCache:
 class RedisReportCache:
     """Shared by every worker; bypassed (with a background probe) while Redis fails."""
 
-    def __init__(self, redis: Redis, prefix: str, *, ttl: float, cooldown: float) -> None:
+    def __init__(self, redis: RedisClient, prefix: str, *, ttl: float, cooldown: float) -> None:
         self._redis = redis
         self._prefix = prefix
         self._ttl_ms = max(1, int(ttl * 1000))
@@ -197,7 +194,7 @@ class RedisReportCache:
         while self._broken:
             await asyncio.sleep(self._cooldown)
             try:
-                await self._redis.ping()
+                await ping(self._redis)
                 for tenant in sorted(self._owed):
                     await self._bump(tenant)
                     self._owed.discard(tenant)

@@ -23,11 +23,13 @@ def _run(connection: Connection) -> None:
         context.run_migrations()
 
 
-async def _run_async(url: str) -> None:
-    engine = create_async_engine(url, poolclass=pool.NullPool)
+async def _run_async(url: str, connect_args: dict[str, object]) -> None:
+    engine = create_async_engine(url, poolclass=pool.NullPool, connect_args=connect_args)
     async with engine.connect() as connection:
         await connection.run_sync(_run)
     await engine.dispose()
 
 
-asyncio.run(_run_async(config.attributes["database_url"]))
+asyncio.run(
+    _run_async(config.attributes["database_url"], config.attributes.get("connect_args", {}))
+)
