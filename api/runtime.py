@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -104,6 +105,24 @@ async def _refuse_unfit(settings: Settings) -> None:
         raise StartupRefused("; ".join(problems))
 
 
+@asynccontextmanager
+async def _serving(keyring: KeyRing) -> AsyncIterator[None]:
+    """While the app serves: the key ring's refresher runs, and what start-up made (it lives as
+    long as the app) is out of the cyclic collector's sight. Requests that wait on I/O (Redis,
+    PostgreSQL) hold their objects across collections, which promotes them and soon sets off
+    full collections; each walked all ~160,000 objects of the app (~80 ms, every 0.3 s under
+    load: the Redis rows' p99)."""
+    refresher = asyncio.create_task(keyring.refresh_forever(), name="key-refresh")
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        refresher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await refresher
+
+
 def lifespan(settings: Settings):  # type: ignore[no-untyped-def]
     @asynccontextmanager
     async def run(app: FastAPI) -> AsyncIterator[None]:
@@ -142,13 +161,8 @@ def lifespan(settings: Settings):  # type: ignore[no-untyped-def]
                 cache_size=settings.token_cache_size,
             )
             app.state.grants = Grants(settings, database, keyring, passwords, role_scopes)
-            refresher = asyncio.create_task(keyring.refresh_forever(), name="key-refresh")
-            try:
+            async with _serving(keyring):
                 yield
-            finally:
-                refresher.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await refresher
         finally:
             database.on_commit = None
             if subscriber is not None:

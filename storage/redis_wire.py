@@ -60,6 +60,7 @@ class _Wire(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports do not subclass asyncio.Transport; they have its methods.
         self._transport = cast(asyncio.Transport, transport)
+        # (asyncio and uvloop both set TCP_NODELAY on TCP connections: no Nagle delays.)
 
     def send(self, command: bytes) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
