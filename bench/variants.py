@@ -2,19 +2,23 @@
 
 The guard store is swapped for one that admits everything without counting: no counters, no
 revocation look-ups, no headers. Everything else (identity, tenant, scopes, handler, the other
-middleware) is the app as served. FastAPI's dependency_overrides would be the obvious tool, but
-it re-inspects the override on every request and would make this variant the slower one.
+middleware, the JSON access log `tenantgate serve` configures) is the app as served.
+FastAPI's dependency_overrides would be the obvious tool, but it re-inspects the override on
+every request and would make this variant the slower one.
 `uvicorn bench.variants:without_limiter --factory`.
 """
 
 from __future__ import annotations
 
+import logging.config
 from collections.abc import Sequence
 
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.app import create_app
+from api.observability import logging_config
+from config.settings import get_settings
 from storage.guard_state import Admission, Outcome, Tally, TenantState, Verdict, Window
 
 
@@ -46,7 +50,10 @@ class AdmitEverything:
 
 
 def without_limiter() -> ASGIApp:
-    app: FastAPI = create_app()
+    settings = get_settings()
+    # As `tenantgate serve` does: one JSON access line per request (plain uvicorn logs nothing).
+    logging.config.dictConfig(logging_config(settings))
+    app: FastAPI = create_app(settings)
     unlimited = AdmitEverything()
 
     async def serve(scope: Scope, receive: Receive, send: Send) -> None:
