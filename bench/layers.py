@@ -30,10 +30,8 @@ def _markers() -> dict[str, list[Callable[..., Any]]]:
     from fastapi.routing import APIRoute, APIRouter
 
     from api.routers.items import get_item
-    from auth.principal import BearerIdentity
-    from policies.admission import admit_tenant_request
-    from policies.authorize import require_scopes
-    from policies.tenancy import checked_tenant, get_tenant
+    from policies.guard import tenant_guard
+    from policies.tenancy import checked_tenant
     from storage.driver_postgres import PostgresDriver
     from storage.driver_sqlite import SqliteDriver
 
@@ -42,13 +40,8 @@ def _markers() -> dict[str, list[Callable[..., Any]]]:
         "router": [APIRouter.app],
         "route": [APIRoute.handle],
         "dependencies": [solve_dependencies],
-        "guard": [
-            BearerIdentity.__call__,
-            get_tenant,
-            checked_tenant,
-            admit_tenant_request,
-            require_scopes,
-        ],
+        # tenant_guard runs identity, tenant, admission and scopes (policies/guard.py).
+        "guard": [tenant_guard, checked_tenant],
         "handler": [get_item],
         "query": [SqliteDriver.one, PostgresDriver.one],
     }

@@ -1,9 +1,9 @@
 """The access matrix, derived from the running app and the data, never maintained by hand.
 
 Routes: each route's required scopes are the union of every `Security(require_scopes, scopes=...)`
-on its dependency tree (router, included routers and the route), exactly what FastAPI hands to
-`require_scopes` as SecurityScopes. Roles come from policies/roles.py; members, clients and open
-refresh sessions from the database.
+(or `Security(tenant_guard, scopes=...)`, which runs require_scopes) on its dependency tree
+(router and route), exactly what FastAPI hands to `require_scopes` as SecurityScopes. Roles
+come from policies/roles.py; members, clients and open refresh sessions from the database.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from starlette.routing import BaseRoute, Match
 from auth.principal import get_principal
 from policies.admission import admit_principal, admit_tenant_request
 from policies.authorize import require_scopes
+from policies.guard import stages_of
 from policies.roles import ROLES, role_scopes
 from policies.scopes import SCOPES
 from policies.tenancy import get_tenant
@@ -68,9 +69,11 @@ class TenantAccess:
 
 
 def _calls(dependant: Dependant, inherited: tuple[str, ...] = ()) -> Iterable[tuple[Any, set[str]]]:
-    """(call, scopes FastAPI passes to it as SecurityScopes) for every node of the tree."""
+    """(call, scopes FastAPI passes to it as SecurityScopes) for every node of the tree; a
+    composite guard (policies/guard.py) stands for the stages it runs."""
     scopes = (*inherited, *(dependant.own_oauth_scopes or ()))
-    yield dependant.call, set(scopes)
+    for call in stages_of(dependant.call):
+        yield call, set(scopes)
     for child in dependant.dependencies:
         yield from _calls(child, scopes)
 

@@ -21,10 +21,11 @@ class Tenant:
     slug: str
 
 
+TenantInPath = Annotated[str, Path(description="Tenant slug", max_length=40)]
+
+
 async def get_tenant(
-    request: HTTPConnection,
-    principal: CurrentPrincipal,
-    tenant: Annotated[str, Path(description="Tenant slug", max_length=40)],
+    request: HTTPConnection, principal: CurrentPrincipal, tenant: TenantInPath
 ) -> Tenant:
     # Decided from the token alone, before any I/O: a foreign tenant and an unknown one cost and
     # read the same.

@@ -22,6 +22,7 @@ from fastapi.routing import APIRoute, APIWebSocketRoute, iter_route_contexts
 
 from api.app import create_app
 from policies.authorize import require_scopes
+from policies.guard import stages_of
 from policies.scopes import SCOPES, TENANT_SCOPES
 from storage.tables import metadata
 from tests.support import World, bearer, jwt_part, make_settings
@@ -114,7 +115,7 @@ def operations(app: FastAPI) -> list[Operation]:
         scopes = frozenset(
             scope
             for dependency in walk(dependant)
-            if dependency.call is require_scopes
+            if require_scopes in stages_of(dependency.call)
             for scope in dependency.own_oauth_scopes or ()
         )
         query = tuple(str(field.alias) for field in dependant.query_params)
@@ -369,7 +370,7 @@ def websocket_routes(app: FastAPI) -> list[tuple[str, frozenset[str]]]:
             scopes = frozenset(
                 scope
                 for dependency in walk(route.dependant)
-                if dependency.call is require_scopes
+                if require_scopes in stages_of(dependency.call)
                 for scope in dependency.own_oauth_scopes or ()
             )
             found.append((path, scopes))

@@ -17,6 +17,7 @@ from auth.principal import get_principal
 from config.settings import Settings
 from policies.admission import admit_principal, admit_tenant_request
 from policies.authorize import require_scopes
+from policies.guard import stages_of
 from policies.scopes import PLATFORM_ADMIN, SCOPES
 from policies.tenancy import get_tenant
 from tests.support import World, bearer
@@ -53,17 +54,22 @@ def walk(dependant: Dependant) -> Iterator[Dependant]:
         yield from walk(dependency)
 
 
+def stages(dependency: Dependant) -> tuple[Any, ...]:
+    """What a dependency runs: a composite guard (policies/guard.py) runs its stages."""
+    return stages_of(dependency.call)
+
+
 def declared_scopes(route: RouteContext) -> set[str]:
     scopes: set[str] = set()
     for dependency in walk(route.dependant):
-        if dependency.call is require_scopes:
+        if require_scopes in stages(dependency):
             scopes.update(dependency.own_oauth_scopes or [])
     return scopes
 
 
 def guard_problems(route: RouteContext) -> list[str]:
     """What is missing from a route's guards; empty when it is properly guarded."""
-    calls = {dependency.call for dependency in walk(route.dependant)}
+    calls = {call for dependency in walk(route.dependant) for call in stages(dependency)}
     problems: list[str] = []
     if get_principal not in calls:
         problems.append("no identity (get_principal)")
@@ -196,7 +202,7 @@ async def test_the_token_is_decoded_once_however_many_scope_checks_run(world: Wo
         for r in guarded_routes(world.app)
         if r.path == "/v1/tenants/{tenant}/items" and "POST" in (r.methods or ())
     )
-    assert sum(1 for d in walk(route.dependant) if d.call is require_scopes) == 2
+    assert sum(1 for d in walk(route.dependant) if require_scopes in stages(d)) == 2
     await world.tenant("acme")
     await world.member("acme", "owner@acme.test", "owner")
     token = await world.login("owner@acme.test")

@@ -1,8 +1,9 @@
 """Tenant routes: every route under /v1/tenants/{tenant} passes identity, tenant and admission.
 
-A resource router is made by `tenant_router`, which builds the guard into it: identity (token) ->
-tenant (path == token tid) -> admission (revocation, tenant status, rate limit: one trip to the
-guard store) -> the read scope the router declares; write routes add theirs. A route under the
+A resource router is made by `tenant_router`, which builds the guard into it (policies/guard.py):
+identity (token) -> tenant (path == token tid) -> admission (revocation, tenant status, rate
+limit: one trip to the guard store) -> the read scope the router declares; write routes add
+theirs. A route under the
 tenant prefix without that guard fails tests/test_secure_by_default.py.
 """
 
@@ -11,11 +12,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from fastapi import APIRouter, Depends, Security
+from fastapi import APIRouter, Security
 
 from api.responses import GUARDED_RESPONSES
-from policies.admission import admit_tenant_request
-from policies.authorize import require_scopes
+from policies.guard import tenant_guard
 
 TENANT_PREFIX = "/v1/tenants/{tenant}"
 
@@ -32,9 +32,6 @@ def tenant_router(
     return APIRouter(
         prefix=TENANT_PREFIX + prefix,
         tags=list(tags),
-        dependencies=[
-            Depends(admit_tenant_request),
-            Security(require_scopes, scopes=list(read_scopes)),
-        ],
+        dependencies=[Security(tenant_guard, scopes=list(read_scopes))],
         responses={**GUARDED_RESPONSES, **(responses or {})},
     )
