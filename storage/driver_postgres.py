@@ -1,9 +1,10 @@
-"""The data path on PostgreSQL: asyncpg's own pool and prepared statements, one round trip each.
+"""The data path on PostgreSQL: asyncpg connections and prepared statements, one round trip each.
 
 asyncpg prepares each statement once per connection and keeps it (its statement cache), so a
-hot statement is parsed and planned once, then only bound and executed. Connections are handed
-back without asyncpg's default reset query (`RESET ALL`, `UNLISTEN *`, ...: one more round trip
-per use): the data path never changes session state; an open transaction is still rolled back.
+hot statement is parsed and planned once, then only bound and executed. Connections come from
+a lean pool of our own (storage/pg_pool.py: asyncpg's cost more CPU per checkout than the
+statement) and go back without a reset query: the data path never changes session state, and
+every statement is its own transaction.
 
 With `prepared_statements` off (TENANTGATE_DATABASE_PREPARED_STATEMENTS=false, for PgBouncer in
 transaction pooling mode, where consecutive statements may run on different server connections)
@@ -12,8 +13,6 @@ asyncpg keeps no statement: each one is parsed again, as an unnamed statement, o
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -25,6 +24,7 @@ from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from storage import failures
 from storage.driver import Row, StatementHook
 from storage.errors import ConstraintViolation, DatabaseUnavailable, NumericOverflow
+from storage.pg_pool import Pool
 from storage.statements import Statement
 
 
@@ -37,10 +37,6 @@ async def _codecs(connection: asyncpg.Connection) -> None:
         schema="pg_catalog",
         format="binary",
     )
-
-
-async def _keep_session(_connection: asyncpg.Connection) -> None:
-    return None
 
 
 def asyncpg_dsn(url: sa.URL) -> str:
@@ -61,34 +57,25 @@ class PostgresDriver:
         self._connect_timeout = connect_timeout
         # asyncpg's default cache holds 100 statements per connection; 0 turns it off.
         self._statement_cache_size = 100 if prepared_statements else 0
-        self._pool_timeout = pool_timeout
         self._timeout = timeout
         self.dialect: sa.Dialect = PGDialect_asyncpg()  # type: ignore[no-untyped-call]
         self.hook: StatementHook | None = None
         self._dsn = asyncpg_dsn(url)
-        self._pool_size = pool_size
-        self._pool: asyncpg.Pool | None = None
-        self._opening: asyncio.Lock | None = None
+        self._pool = Pool(self._connect, size=pool_size, wait=pool_timeout)
 
     async def start(self) -> None:
-        await self._open()
+        """One connection now: a database out of reach fails start-up, not the first request."""
+        self._pool.release(await self._pool.acquire())
 
-    async def _open(self) -> asyncpg.Pool:
-        if self._opening is None:
-            self._opening = asyncio.Lock()
-        async with self._opening:
-            if self._pool is None:
-                self._pool = await asyncpg.create_pool(
-                    self._dsn,
-                    min_size=1,
-                    max_size=self._pool_size,
-                    init=_codecs,
-                    reset=_keep_session,
-                    timeout=self._connect_timeout,
-                    command_timeout=self._timeout,
-                    statement_cache_size=self._statement_cache_size,
-                )
-            return self._pool
+    async def _connect(self) -> asyncpg.Connection:
+        connection = await asyncpg.connect(
+            self._dsn,
+            timeout=self._connect_timeout,
+            command_timeout=self._timeout,
+            statement_cache_size=self._statement_cache_size,
+        )
+        await _codecs(connection)
+        return connection
 
     async def one(self, statement: Statement, params: Mapping[str, Any]) -> Row | None:
         compiled = statement.compiled(self.dialect)
@@ -125,22 +112,19 @@ class PostgresDriver:
         DatabaseUnavailable, or CommitUnknown for a write already sent (it is its own
         transaction, and a frozen server may still run it once it wakes up)."""
         with failures.translated():
-            pool = self._pool or await self._open()
-            connection = await pool.acquire(timeout=self._pool_timeout)
+            connection = await self._pool.acquire()
         try:
             with failures.translated(commit=writes, outcome_known=False):
                 records: list[Any] = await connection.fetch(sql, *args)
         except DatabaseUnavailable:
-            # Broken, or stuck behind the cancellation of a timed-out statement: nothing here
-            # is worth the wait of a graceful release (a closed one is released already).
-            with contextlib.suppress(asyncpg.InterfaceError):
-                connection.terminate()
+            # Broken, or stuck behind the cancellation of a timed-out statement: not reused.
+            self._pool.discard(connection)
             raise
-        finally:
-            await pool.release(connection)
+        except BaseException:
+            self._pool.release(connection)
+            raise
+        self._pool.release(connection)
         return records
 
     async def close(self) -> None:
-        if self._pool is not None:
-            pool, self._pool = self._pool, None
-            await pool.close()
+        await self._pool.close()
