@@ -159,6 +159,39 @@ async def test_conditional_reads_of_reports_and_items(world: World) -> None:
     assert foreign.status_code == 404
 
 
+async def test_an_over_long_if_none_match_is_the_same_422_on_every_conditional_read(
+    world: World,
+) -> None:
+    """Item reads read the header themselves (api/conditional.py), the report through FastAPI:
+    a client cannot tell the two apart."""
+    owner = await tenant_with_owner(world, "acme")
+    item = await create_item(world, owner, "acme", sku="A")
+    long = ", ".join(['"1"'] * 401)  # 2003 characters
+    answers = [
+        await world.client.get(url, headers={**bearer(owner), "if-none-match": long})
+        for url in (
+            f"/v1/tenants/acme/items/{item['id']}",
+            "/v1/tenants/acme/items",
+            "/v1/tenants/acme/reports/inventory",
+        )
+    ]
+    bodies = [(a.status_code, a.json()["type"], a.json()["errors"]) for a in answers]
+    assert bodies == [bodies[2]] * 3
+    assert bodies[2][0] == 422
+    assert bodies[2][2] == [
+        {
+            "loc": ["header", "if-none-match"],
+            "msg": "String should have at most 2000 characters",
+            "type": "string_too_long",
+        }
+    ]
+    at_most = ", ".join(['"2"'] * 400)  # 1998 characters: a tag list, not a 422
+    one = await world.client.get(
+        f"/v1/tenants/acme/items/{item['id']}", headers={**bearer(owner), "if-none-match": at_most}
+    )
+    assert one.status_code == 200
+
+
 @pytest.mark.xdist_group("worker-processes")
 async def test_a_write_on_one_worker_is_never_stale_on_the_other(
     production_database_url: str, redis_url: str, redis_prefix: str

@@ -8,8 +8,15 @@ from typing import Annotated, Any
 from fastapi import Header, Path, Query, Request, Response, Security, status
 
 from api.cached_reports import invalidate_reports
-from api.conditional import NOT_MODIFIED_RESPONSE, IfNoneMatch, unless_current, weak_etag
+from api.conditional import (
+    CONDITIONAL_READ,
+    NOT_MODIFIED_RESPONSE,
+    if_none_match,
+    unless_current,
+    weak_etag,
+)
 from api.deps import DatabaseDep
+from api.responses import json_body
 from api.routers.tenants import tenant_router
 from api.schemas.common import Problem
 from api.schemas.items import (
@@ -74,12 +81,14 @@ def if_match_versions(header: str | None) -> frozenset[int] | None:
     "",
     name="items:list",
     summary="List items, oldest first, one page at a time",
+    response_model=ItemPage,
     responses=NOT_MODIFIED_RESPONSE,
+    openapi_extra=CONDITIONAL_READ,
 )
 async def list_items(
     tenant: CurrentTenant,
     database: DatabaseDep,
-    response: Response,
+    request: Request,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
     cursor: Cursor = None,
     category: Annotated[str | None, Query(min_length=1, max_length=100, pattern=ONE_LINE)] = None,
@@ -87,8 +96,7 @@ async def list_items(
         str | None,
         Query(min_length=1, max_length=200, pattern=ONE_LINE, description="Case-sensitive"),
     ] = None,
-    if_none_match: IfNoneMatch = None,
-) -> ItemPage:
+) -> Response:
     page = await store.list_items(
         database.driver,
         tenant.slug,
@@ -100,9 +108,9 @@ async def list_items(
     next_page = encode_cursor(page.next_after) if page.next_after else None
     # Ids and versions name the page's content exactly (every change bumps a version).
     versions = ",".join(f"{item.id}:{item.version}" for item in page.items) + f";{next_page}"
-    response.headers["ETag"] = tag = weak_etag(versions.encode())
-    unless_current(if_none_match, tag)
-    return ItemPage.of(page.items, next_page)
+    tag = weak_etag(versions.encode())
+    unless_current(if_none_match(request), tag)
+    return json_body(ItemPage.of(page.items, next_page), headers={"ETag": tag})
 
 
 @router.post(
@@ -141,20 +149,18 @@ async def create_item(
 @router.get(
     "/{item_id}",
     name="items:get",
+    response_model=ItemOut,
     responses=NOT_FOUND | NOT_MODIFIED_RESPONSE,
+    openapi_extra=CONDITIONAL_READ,
     summary="Read an item",
 )
 async def get_item(
-    item_id: ItemId,
-    tenant: CurrentTenant,
-    database: DatabaseDep,
-    response: Response,
-    if_none_match: IfNoneMatch = None,
-) -> ItemOut:
+    item_id: ItemId, tenant: CurrentTenant, database: DatabaseDep, request: Request
+) -> Response:
     item = await store.get_item(database.driver, tenant.slug, item_id)
-    response.headers["ETag"] = etag(item.version)
-    unless_current(if_none_match, etag(item.version))
-    return ItemOut.of(item)
+    tag = etag(item.version)
+    unless_current(if_none_match(request), tag)
+    return json_body(ItemOut.of(item), headers={"ETag": tag})
 
 
 @router.patch(
