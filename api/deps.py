@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Annotated, cast
 
 from fastapi import Depends, Request
+from starlette.requests import HTTPConnection
 
 from auth.keys import KeyRing
 from auth.passwords import Passwords
@@ -17,8 +18,13 @@ from storage.database import Database
 from storage.guard_state import GuardStore
 
 
+def database_of(connection: HTTPConnection) -> Database:
+    """The app's database, read without a dependency node (for the hottest handlers)."""
+    return cast(Database, connection.app.state.database)
+
+
 async def get_database(request: Request) -> Database:
-    return cast(Database, request.app.state.database)
+    return database_of(request)
 
 
 async def get_settings_dep(request: Request) -> Settings:

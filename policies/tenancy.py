@@ -36,17 +36,23 @@ async def get_tenant(
     return checked
 
 
-async def checked_tenant(request: HTTPConnection) -> Tenant:
+def tenant_of(connection: HTTPConnection) -> Tenant:
     """The tenant the tenant stage checked for this request.
 
-    A leaf for handlers: FastAPI re-solves a dependency's whole sub-tree wherever it appears,
-    so handlers read the stage's result instead of naming the stage again.
+    Handlers read the stage's result instead of naming the stage again (FastAPI re-solves a
+    dependency's whole sub-tree wherever it appears); the hottest ones call this directly,
+    without a dependency node of their own.
     """
-    checked = request.scope.get(TENANT_SCOPE_KEY)
+    checked = connection.scope.get(TENANT_SCOPE_KEY)
     if checked is None:
         # A handler outside the tenant router: refuse rather than serve unchecked.
         raise TenantNotFound()
     return cast(Tenant, checked)
+
+
+async def checked_tenant(request: HTTPConnection) -> Tenant:
+    """`tenant_of` as a dependency (CurrentTenant)."""
+    return tenant_of(request)
 
 
 TenantStage = Annotated[Tenant, Depends(get_tenant)]

@@ -15,7 +15,7 @@ from api.conditional import (
     unless_current,
     weak_etag,
 )
-from api.deps import DatabaseDep
+from api.deps import database_of
 from api.responses import json_body
 from api.routers.tenants import tenant_router
 from api.schemas.common import Problem
@@ -29,8 +29,9 @@ from api.schemas.items import (
 )
 from api.schemas.pages import encode_cursor
 from policies.authorize import require_scopes
-from policies.tenancy import CurrentTenant
+from policies.tenancy import tenant_of
 from storage import items as store
+from storage.driver import Driver
 from storage.items import NewItem, price_to_units
 
 router = tenant_router("/items", tags=["items"], read_scopes=["items:read"])
@@ -56,6 +57,12 @@ CONFLICT: dict[int | str, dict[str, Any]] = {
 STALE: dict[int | str, dict[str, Any]] = {
     412: {"model": Problem, "description": "If-Match does not name the current version"}
 }
+
+
+def _scope(request: Request) -> tuple[str, Driver]:
+    """The tenant the guard checked and the data path's driver, read from the request rather
+    than declared as dependencies: each dependency node cost about 10 us per request."""
+    return tenant_of(request).slug, database_of(request).driver
 
 
 def etag(version: int) -> str:
@@ -86,8 +93,6 @@ def if_match_versions(header: str | None) -> frozenset[int] | None:
     openapi_extra=CONDITIONAL_READ,
 )
 async def list_items(
-    tenant: CurrentTenant,
-    database: DatabaseDep,
     request: Request,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
     cursor: Cursor = None,
@@ -97,9 +102,10 @@ async def list_items(
         Query(min_length=1, max_length=200, pattern=ONE_LINE, description="Case-sensitive"),
     ] = None,
 ) -> Response:
+    tenant, driver = _scope(request)
     page = await store.list_items(
-        database.driver,
-        tenant.slug,
+        driver,
+        tenant,
         limit=limit,
         after=cursor,
         category=category,
@@ -123,8 +129,6 @@ async def list_items(
 )
 async def create_item(
     body: ItemCreate,
-    tenant: CurrentTenant,
-    database: DatabaseDep,
     request: Request,
     response: Response,
 ) -> ItemOut:
@@ -137,10 +141,11 @@ async def create_item(
         quantity=body.quantity,
         tags=body.tags,
     )
-    item = await store.create_item(database.driver, tenant.slug, new)
-    await invalidate_reports(request, tenant.slug)
+    tenant, driver = _scope(request)
+    item = await store.create_item(driver, tenant, new)
+    await invalidate_reports(request, tenant)
     response.headers["Location"] = str(
-        request.app.url_path_for("items:get", tenant=tenant.slug, item_id=item.id)
+        request.app.url_path_for("items:get", tenant=tenant, item_id=item.id)
     )
     response.headers["ETag"] = etag(item.version)
     return ItemOut.of(item)
@@ -154,10 +159,9 @@ async def create_item(
     openapi_extra=CONDITIONAL_READ,
     summary="Read an item",
 )
-async def get_item(
-    item_id: ItemId, tenant: CurrentTenant, database: DatabaseDep, request: Request
-) -> Response:
-    item = await store.get_item(database.driver, tenant.slug, item_id)
+async def get_item(item_id: ItemId, request: Request) -> Response:
+    tenant, driver = _scope(request)
+    item = await store.get_item(driver, tenant, item_id)
     tag = etag(item.version)
     unless_current(if_none_match(request), tag)
     return json_body(ItemOut.of(item), headers={"ETag": tag})
@@ -173,20 +177,19 @@ async def get_item(
 async def update_item(
     item_id: ItemId,
     body: ItemPatch,
-    tenant: CurrentTenant,
-    database: DatabaseDep,
     request: Request,
     response: Response,
     if_match: IfMatch = None,
 ) -> ItemOut:
+    tenant, driver = _scope(request)
     item = await store.update_item(
-        database.driver,
-        tenant.slug,
+        driver,
+        tenant,
         item_id,
         body.changes(),
         versions=if_match_versions(if_match),
     )
-    await invalidate_reports(request, tenant.slug)
+    await invalidate_reports(request, tenant)
     response.headers["ETag"] = etag(item.version)
     return ItemOut.of(item)
 
@@ -201,13 +204,10 @@ async def update_item(
 )
 async def delete_item(
     item_id: ItemId,
-    tenant: CurrentTenant,
-    database: DatabaseDep,
     request: Request,
     if_match: IfMatch = None,
 ) -> Response:
-    await store.delete_item(
-        database.driver, tenant.slug, item_id, versions=if_match_versions(if_match)
-    )
-    await invalidate_reports(request, tenant.slug)
+    tenant, driver = _scope(request)
+    await store.delete_item(driver, tenant, item_id, versions=if_match_versions(if_match))
+    await invalidate_reports(request, tenant)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
