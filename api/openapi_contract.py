@@ -11,6 +11,7 @@ token endpoints (RFC 6749 JSON bodies).
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 PROBLEM_MEDIA = "application/problem+json"
@@ -72,6 +73,19 @@ ADDED = {
 }
 
 
+# Path parameters read from the matched path rather than declared by a route (the tenant guard
+# reads `tenant`, policies/guard.py): documented here, like every `{name}` of a path.
+PATH_PARAMETERS: dict[str, dict[str, Any]] = {
+    "tenant": {
+        "description": "Tenant slug",
+        "schema": {"type": "string", "maxLength": 40, "title": "Tenant"},
+    },
+}
+
+
+_TEXT_PARAM: dict[str, Any] = {"schema": _TEXT}
+
+
 def make_exact(schema: dict[str, Any]) -> dict[str, Any]:
     components = schema.setdefault("components", {})
     for path, operations in schema.get("paths", {}).items():
@@ -84,6 +98,7 @@ def make_exact(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def _operation(path: str, method: str, operation: dict[str, Any]) -> None:
+    _path_parameters(path, operation)
     responses: dict[str, Any] = operation["responses"]
     body = operation.get("requestBody", {}).get("content", {})
     if path not in PROBES:
@@ -102,6 +117,18 @@ def _operation(path: str, method: str, operation: dict[str, Any]) -> None:
         responses["200"] = {"description": "Revoked, or an unknown token (no body)"}
     for status, response in responses.items():
         _response(path, method, int(status), response)
+
+
+def _path_parameters(path: str, operation: dict[str, Any]) -> None:
+    """Every `{name}` of the path is a documented path parameter, in the path's order."""
+    declared = {p["name"] for p in operation.get("parameters", ()) if p.get("in") == "path"}
+    missing = [
+        {"name": name, "in": "path", "required": True, **PATH_PARAMETERS.get(name, _TEXT_PARAM)}
+        for name in re.findall(r"{(\w+)}", path)
+        if name not in declared
+    ]
+    if missing:
+        operation["parameters"] = [*missing, *operation.get("parameters", ())]
 
 
 def _response(path: str, method: str, status: int, response: dict[str, Any]) -> None:

@@ -101,3 +101,17 @@ def test_every_etag_is_declared_with_its_shape(
 
 def test_revoke_answers_200_without_a_body(document: dict[str, Any]) -> None:
     assert "content" not in document["paths"]["/revoke"]["post"]["responses"]["200"]
+
+
+def test_every_path_parameter_is_documented_once_with_a_schema(document: dict[str, Any]) -> None:
+    """The tenant guard reads `tenant` from the matched path (policies/guard.py): the document
+    still lists it, as every `{name}` of a path, exactly once."""
+    for path, method, operation in operations(document):
+        names = [p["name"] for p in operation.get("parameters", ()) if p["in"] == "path"]
+        assert sorted(names) == sorted(re.findall(r"{(\w+)}", path)), (method, path)
+        for parameter in operation.get("parameters", ()):
+            if parameter["in"] == "path":
+                assert parameter["schema"]["type"] == "string", (method, path, parameter)
+        if "{tenant}" in path:
+            tenant = next(p for p in operation["parameters"] if p["name"] == "tenant")
+            assert (tenant["required"], tenant["schema"]["maxLength"]) == (True, 40)
