@@ -1,4 +1,6 @@
-"""The guard of a tenant request as one dependency node: identity, tenant, admission, scopes.
+"""Guards as one dependency node each: `tenant_guard` runs identity, tenant, admission and
+scopes for a tenant route; `principal_guard` runs identity and admission for a route bound to no
+tenant (/v1/me, the platform's).
 
 Each stage stays in its own module (auth/principal.py, policies/tenancy.py,
 policies/admission.py, policies/authorize.py) and runs in that order, as separate dependencies
@@ -9,7 +11,8 @@ per-request work").
 
 The access matrix (policies/access_matrix.py) and the route walk of the tests see the stages
 through `stages_of`, so a route guarded by `tenant_guard` reads as identity + tenant + admission +
-the scopes it declares, exactly like one guarded by the four dependencies.
+the scopes it declares, exactly like one guarded by the four dependencies (and `principal_guard`
+as identity + admission).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from fastapi.security import SecurityScopes
 from starlette.requests import HTTPConnection
 
 from auth.principal import get_principal
-from policies.admission import admit_tenant_request
+from policies.admission import admit_principal, admit_tenant_request
 from policies.authorize import require_scopes
 from policies.tenancy import get_tenant
 
@@ -41,9 +44,17 @@ async def tenant_guard(connection: HTTPConnection, security_scopes: SecurityScop
     await require_scopes(security_scopes, connection)
 
 
+async def principal_guard(connection: HTTPConnection) -> None:
+    """`Depends(principal_guard)` for routes bound to no tenant (/v1/me, the platform's): the
+    caller's token and one admission (revocation). Scopes, where a route needs them, are its
+    own `Security(require_scopes, ...)`: a scope check that declares none is never met."""
+    await admit_principal(connection, await get_principal(connection))
+
+
 # What a composite guard runs, in order, for whoever reads a route's dependency tree.
 STAGES: dict[object, tuple[Callable[..., Any], ...]] = {
     tenant_guard: (get_principal, get_tenant, admit_tenant_request, require_scopes),
+    principal_guard: (get_principal, admit_principal),
 }
 
 

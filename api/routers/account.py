@@ -11,16 +11,16 @@ from api.schemas.common import Problem
 from auth.passwords import PasswordTooLong
 from auth.principal import CurrentPrincipal
 from policies import audit
-from policies.admission import admit_principal
 from policies.attempt_limits import limit_password_change
 from policies.errors import PasswordRejected
+from policies.guard import principal_guard
 from storage import accounts
 from storage.audit import EventOutcome
 
 router = APIRouter(
     prefix="/v1",
     tags=["identity"],
-    dependencies=[Depends(admit_principal)],
+    dependencies=[Depends(principal_guard)],
     responses=GUARDED_RESPONSES,
 )
 

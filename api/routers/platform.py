@@ -23,8 +23,8 @@ from api.schemas.tenants import (
     TenantUpdate,
 )
 from policies import audit, membership
-from policies.admission import admit_principal
 from policies.authorize import require_scopes
+from policies.guard import principal_guard
 from policies.guard_sync import publish
 from policies.roles import role_scopes
 from policies.scopes import PLATFORM_ADMIN
@@ -34,7 +34,7 @@ from storage.tenants import TenantRow
 router = APIRouter(
     prefix="/v1/tenants",
     tags=["platform"],
-    dependencies=[Depends(admit_principal), Security(require_scopes, scopes=[PLATFORM_ADMIN])],
+    dependencies=[Depends(principal_guard), Security(require_scopes, scopes=[PLATFORM_ADMIN])],
     responses={
         **GUARDED_RESPONSES,
         403: {"model": Problem, "description": "The token lacks platform:admin"},

@@ -23,15 +23,15 @@ from api.routers.audit import (
 )
 from api.schemas.audit import AuditEventPage
 from api.schemas.common import Problem
-from policies.admission import admit_principal
 from policies.authorize import require_scopes
+from policies.guard import principal_guard
 from policies.scopes import PLATFORM_ADMIN
 from storage.audit_queries import EventFilter
 
 router = APIRouter(
     prefix="/v1/platform/audit",
     tags=["platform"],
-    dependencies=[Depends(admit_principal), Security(require_scopes, scopes=[PLATFORM_ADMIN])],
+    dependencies=[Depends(principal_guard), Security(require_scopes, scopes=[PLATFORM_ADMIN])],
     responses={
         **GUARDED_RESPONSES,
         403: {"model": Problem, "description": "The token lacks platform:admin"},
