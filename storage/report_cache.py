@@ -22,8 +22,11 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
+from redis.asyncio.cluster import RedisCluster
+
 from config.settings import Settings
 from storage.redis_client import REDIS_FAILURES, RedisClient, create_redis, ping
+from storage.redis_wire import RedisWire, WireScript
 
 log = logging.getLogger("tenantgate.reports")
 
@@ -129,6 +132,13 @@ class RedisReportCache:
         self._cooldown = cooldown
         self._store = redis.register_script(STORE)
         self._invalidate = redis.register_script(INVALIDATE)
+        # One Redis: the calls of every report read and item write (a lookup, an invalidation)
+        # go on a pipelined connection of their own, as admissions do (storage/redis_wire.py);
+        # a cluster's go through redis-py's cluster client, which follows its slot map.
+        self._wire = None if isinstance(redis, RedisCluster) else RedisWire(redis)
+        self._invalidate_on_wire = (
+            None if self._wire is None else WireScript(self._wire, INVALIDATE)
+        )
         self._broken = False
         self._owed: set[str] = set()
         self._probe: asyncio.Task[None] | None = None
@@ -139,10 +149,12 @@ class RedisReportCache:
     async def lookup(self, tenant: str, report: str) -> Lookup:
         if self._broken:
             return BYPASS
+        keys = (self._key(tenant, "generation"), self._key(tenant, report))
         try:
-            generation, raw = await self._redis.mget(
-                self._key(tenant, "generation"), self._key(tenant, report)
-            )
+            if self._wire is not None:
+                generation, raw = await self._wire.call("MGET", *keys)
+            else:
+                generation, raw = await self._redis.mget(*keys)
         except REDIS_FAILURES as error:
             self._trip(error)
             return BYPASS
@@ -181,7 +193,11 @@ class RedisReportCache:
         keys = [self._key(tenant, "generation"), *(self._key(tenant, r) for r in REPORTS)]
         # The generation outlives every entry stored under it, so a generation that expires
         # and starts again at 1 can never match an entry of an earlier 1.
-        await self._invalidate(keys=keys, args=[2 * self._ttl_ms])
+        args = [2 * self._ttl_ms]
+        if self._invalidate_on_wire is not None:
+            await self._invalidate_on_wire(keys, args)
+        else:
+            await self._invalidate(keys=keys, args=args)
 
     def _trip(self, error: BaseException) -> None:
         if not self._broken:
@@ -208,6 +224,8 @@ class RedisReportCache:
             self._probe.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._probe
+        if self._wire is not None:
+            self._wire.close()
         await self._redis.aclose()
 
 
