@@ -23,7 +23,7 @@ from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 
 from storage import failures
 from storage.driver import Row, StatementHook
-from storage.errors import ConstraintViolation, DatabaseUnavailable, NumericOverflow
+from storage.errors import ConstraintViolation, NumericOverflow
 from storage.pg_pool import Pool
 from storage.statements import Statement
 
@@ -111,18 +111,25 @@ class PostgresDriver:
         """One statement on a pooled connection, every wait bounded; an out-of-reach server is
         DatabaseUnavailable, or CommitUnknown for a write already sent (it is its own
         transaction, and a frozen server may still run it once it wakes up)."""
-        with failures.translated():
-            connection = await self._pool.acquire()
+        # Plain try/except rather than failures.translated(): a context manager per step cost
+        # more than the rest of this method.
         try:
-            with failures.translated(commit=writes, outcome_known=False):
-                records: list[Any] = await connection.fetch(sql, *args)
-        except DatabaseUnavailable:
+            connection = await self._pool.acquire()
+        except Exception as error:
+            unavailable = failures.translation(error)
+            if unavailable is None:
+                raise
+            raise unavailable from error
+        try:
+            records: list[Any] = await connection.fetch(sql, *args)
+        except BaseException as error:
+            unavailable = failures.translation(error, commit=writes, outcome_known=False)
+            if unavailable is None:
+                self._pool.release(connection)
+                raise
             # Broken, or stuck behind the cancellation of a timed-out statement: not reused.
             self._pool.discard(connection)
-            raise
-        except BaseException:
-            self._pool.release(connection)
-            raise
+            raise unavailable from error
         self._pool.release(connection)
         return records
 

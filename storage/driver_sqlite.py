@@ -99,20 +99,31 @@ class SqliteDriver:
     def _translated(self) -> Iterator[None]:
         """A failed autocommit statement changed nothing: its outcome is known."""
         try:
-            with failures.translated():
-                yield
-        except DatabaseUnavailable as error:
-            if failures.spoils_sqlite_connection(error.__cause__ or error):
-                self._generation += 1
-            raise
+            yield
+        except Exception as error:
+            unavailable = self._unavailable(error)
+            if unavailable is None:
+                raise
+            raise unavailable from error
+
+    def _unavailable(self, error: BaseException) -> DatabaseUnavailable | None:
+        unavailable = failures.translation(error)
+        if unavailable is not None and failures.spoils_sqlite_connection(error):
+            self._generation += 1
+        return unavailable
 
     async def _read(
         self, statement: Statement, compiled: Compiled, args: tuple[Any, ...]
     ) -> list[Any]:
         if self.hook is not None:
             self.hook(compiled.sql)
-        with self._translated():
+        try:  # not `with self._translated()`: a context manager per read costs more than it
             return await self._read_once(statement, compiled, args)
+        except Exception as error:
+            unavailable = self._unavailable(error)
+            if unavailable is None:
+                raise
+            raise unavailable from error
 
     async def _read_once(
         self, statement: Statement, compiled: Compiled, args: tuple[Any, ...]

@@ -105,21 +105,30 @@ def invalidate_spoiled_connection(context: sqlalchemy.engine.ExceptionContext) -
         context.is_disconnect = True
 
 
+def translation(
+    error: BaseException, *, commit: bool = False, outcome_known: bool = True
+) -> DatabaseUnavailable | None:
+    """What to raise instead of `error` (from it): DatabaseUnavailable when the database is
+    out of reach, CommitUnknown for a failed commit whose outcome the backend does not report
+    (SQLite does: a failed COMMIT leaves nothing committed); None when `error` is something
+    else and stands as it is. The drivers' hot paths call this from a plain `except`."""
+    if isinstance(error, DomainError) or not isinstance(error, Exception):
+        return None
+    reason = unavailability(error)
+    if reason is None:
+        return None
+    if commit and not outcome_known:
+        return CommitUnknown(f"commit outcome unknown: {reason}")
+    return DatabaseUnavailable(reason)
+
+
 @contextmanager
 def translated(*, commit: bool = False, outcome_known: bool = True) -> Iterator[None]:
-    """Re-raise an out-of-reach database as DatabaseUnavailable.
-
-    With `commit=True` the block is a COMMIT: unless the backend reports the outcome of a failed
-    commit (SQLite does: a failed COMMIT leaves nothing committed), the error is CommitUnknown.
-    """
+    """Re-raise an out-of-reach database as DatabaseUnavailable (see `translation`)."""
     try:
         yield
-    except DomainError:
-        raise
     except Exception as error:
-        reason = unavailability(error)
-        if reason is None:
+        translated_error = translation(error, commit=commit, outcome_known=outcome_known)
+        if translated_error is None:
             raise
-        if commit and not outcome_known:
-            raise CommitUnknown(f"commit outcome unknown: {reason}") from error
-        raise DatabaseUnavailable(reason) from error
+        raise translated_error from error
